@@ -1,0 +1,104 @@
+"""`invites demo`: the whole service on embedded defaults, for a newcomer's first five minutes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from rich.console import Console
+from sqlalchemy import select
+
+from invites import campaigns, db
+from invites.eventfile import parse_event_file
+from invites.events import get_event, load_event
+from invites.imports import import_list
+from invites.models import Invitation
+from invites.runtime import Runtime, broker_url
+from invites.settings import project_dir
+from invites.status import event_status
+from invites.tokens import make_token
+
+EVENT_FILE = "lokaal-samenspel-2018.toml"
+AUDIENCE_FILE = "audience-utrecht.csv"
+
+
+def start_worker(env: dict[str, str], concurrency: int = 2) -> subprocess.Popen[bytes]:
+    """A real Celery worker in its own process, as `celery -A workers worker` starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers", "worker", f"--concurrency={concurrency}",
+         "--loglevel=WARNING", "--without-mingle", "--without-gossip"],
+        env=env,
+        cwd=str(project_dir("workers").parent),
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_demo(runtime: Runtime, *, once: bool, host: str, port: int, console: Console, timeout: float = 300) -> None:
+    from invites.cli import fail, wait_for_delivery
+
+    settings = runtime.settings
+    now = datetime.now(UTC)
+    console.rule("invites demo")
+    db.upgrade(runtime.engine)
+    examples = project_dir("examples")
+    spec = parse_event_file((examples / EVENT_FILE).read_bytes(), EVENT_FILE)
+    with db.transaction(runtime.sessions) as session:
+        slug = load_event(session, spec, now).event.slug
+        report = import_list(
+            session, get_event(session, slug), (examples / AUDIENCE_FILE).read_bytes(), AUDIENCE_FILE, now
+        )
+    console.print(f"event [bold]{slug}[/] loaded; audience: {report.accepted} added, {report.updated} updated")
+
+    env = {**os.environ, "INVITES_REDIS_URL": broker_url(settings)}
+    env.setdefault("INVITES_VAR_DIR", str(settings.var_dir.resolve()))
+    env.setdefault("INVITES_DATABASE_URL", settings.resolved_database_url)
+    worker = start_worker(env)
+    beat: subprocess.Popen[bytes] | None = None
+    try:
+        started = campaigns.start_campaign(runtime.sessions, slug, "invitation", settings, runtime.templates, now)
+        campaigns.enqueue_queued(runtime.sessions, started.scope, runtime.enqueue, settings.batch_size)
+        counts = wait_for_delivery(runtime, started.scope, timeout, quiet=False)
+        if worker.poll() is not None:
+            raise fail(f"the worker exited with {worker.returncode}")
+        with runtime.sessions() as session:
+            event = get_event(session, slug)
+            status = event_status(session, event)
+            first = session.scalar(select(Invitation).where(Invitation.event_id == event.id).order_by(Invitation.id))
+        base = f"http://{host}:{port}"
+        console.print(
+            f"delivered: {counts['sent']} sent, {counts['failed']} failed, of {counts['total']} "
+            f"(invited {status['invited']})"
+        )
+        console.print(f"outbox folder: {settings.outbox_dir.resolve()}")
+        console.print(f"status page:   {base}/events/{slug}")
+        console.print(f"outbox:        {base}/outbox")
+        if first is not None:
+            token = make_token(settings.secret_key, first.public_id, first.token_version)
+            console.print(f"an RSVP link:  {base}/r/{token}")
+        if once:
+            return
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "invites.cli", "beat", "--loglevel=WARNING"], env=env
+        )
+        console.print("serving; press Ctrl-C to stop")
+        import uvicorn
+
+        from invites.web.app import create_app
+
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+    finally:
+        if beat is not None:
+            stop_process(beat)
+        stop_process(worker)

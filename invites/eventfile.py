@@ -1,0 +1,258 @@
+"""Event definition files (TOML): parsed and checked into plain data, with no I/O beyond reading bytes."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from invites.errors import InputError
+
+
+@dataclass(frozen=True)
+class ProgrammeSpec:
+    starts_at: datetime
+    ends_at: datetime
+    title: str
+    speaker: str = ""
+    organisation: str = ""
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    slug: str
+    title: str
+    position: int | None
+    previous_date: date | None
+    previous_title: str
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    slug: str
+    title: str
+    subtitle: str
+    description: str
+    language: str
+    timezone: str
+    starts_at: datetime
+    ends_at: datetime
+    walk_in_at: datetime | None
+    venue_name: str
+    venue_address: str
+    venue_postcode: str
+    venue_city: str
+    venue_lat: float | None
+    venue_lon: float | None
+    audience_description: str
+    audience_roles: list[str]
+    organiser_name: str
+    organiser_email: str
+    partners: list[str]
+    capacity: int | None
+    price: str
+    registration_enabled: bool
+    registration_opens_at: datetime | None
+    registration_closes_at: datetime | None
+    rsvp_deadline: datetime | None
+    series: SeriesSpec | None
+    programme: list[ProgrammeSpec]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+KNOWN_TOP = {
+    "slug", "title", "subtitle", "description", "language", "timezone", "date", "start", "end", "walk_in",
+    "capacity", "rsvp_deadline", "venue", "audience", "organiser", "registration", "series", "programme",
+}
+
+
+class _Reader:
+    """Reads fields out of one TOML table, naming the full path of a field in every error."""
+
+    def __init__(self, source: str, table: dict[str, Any], path: str = "") -> None:
+        self.source = source
+        self.table = table
+        self.path = path
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}{key}"
+
+    def fail(self, key: str, reason: str) -> InputError:
+        return InputError(f"{self.source}: field '{self._name(key)}': {reason}")
+
+    def str(self, key: str, default: str | None = None) -> str:
+        value = self.table.get(key, default)
+        if value is None:
+            raise self.fail(key, "is required")
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be text, not {type(value).__name__}")
+        return value.strip()
+
+    def optional(self, key: str, kind: type, label: str) -> Any:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, f"must be {label}")
+        return value
+
+    def time(self, key: str) -> time:
+        found = self.optional_time(key)
+        if found is None:
+            raise self.fail(key, "is required (HH:MM)")
+        return found
+
+    def optional_time(self, key: str) -> time | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, time):
+            return value
+        if isinstance(value, str):
+            try:
+                return time.fromisoformat(value.strip().replace(".", ":"))
+            except ValueError:
+                pass
+        raise self.fail(key, f"{value!r} is not a time of day (HH:MM)")
+
+    def local_datetime(self, key: str, zone: ZoneInfo) -> datetime | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, date) and not isinstance(value, datetime):
+            value = datetime.combine(value, time(0, 0))
+        if not isinstance(value, datetime):
+            raise self.fail(key, f"{value!r} is not a date and time (YYYY-MM-DDTHH:MM:SS)")
+        return value.replace(tzinfo=zone) if value.tzinfo is None else value
+
+    def sub(self, key: str) -> _Reader:
+        value = self.table.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return _Reader(self.source, value, f"{self.path}{key}.")
+
+
+def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
+    """Parse an event definition; raises InputError naming the field and the reason."""
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{source}: not valid TOML: {exc}") from exc
+    top = _Reader(source, raw)
+
+    zone_name = top.str("timezone", "Europe/Amsterdam")
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise top.fail("timezone", f"{zone_name!r} is not an IANA time zone") from exc
+
+    day = raw.get("date")
+    if not isinstance(day, date) or isinstance(day, datetime):
+        raise top.fail("date", "is required, as YYYY-MM-DD")
+
+    def at(moment: time) -> datetime:
+        return datetime.combine(day, moment, tzinfo=zone)
+
+    start, end = top.time("start"), top.time("end")
+    starts_at, ends_at = at(start), at(end)
+    if ends_at <= starts_at:
+        raise top.fail("end", f"{end:%H:%M} is not after the start {start:%H:%M}")
+    walk_in = top.optional_time("walk_in")
+    walk_in_at = at(walk_in) if walk_in else None
+    if walk_in_at and walk_in_at > starts_at:
+        raise top.fail("walk_in", "is after the start")
+
+    slug = top.str("slug")
+    if not slug or not all(c.isalnum() or c == "-" for c in slug) or slug != slug.lower():
+        raise top.fail("slug", f"{slug!r} must be lower-case letters, digits and hyphens")
+    language = top.str("language", "nl")
+    if language not in ("nl", "en"):
+        raise top.fail("language", f"{language!r} is not one of nl, en")
+    capacity = top.optional("capacity", int, "a whole number")
+    if capacity is not None and capacity < 1:
+        raise top.fail("capacity", "must be at least 1")
+
+    venue = top.sub("venue")
+    audience = top.sub("audience")
+    organiser = top.sub("organiser")
+    registration = top.sub("registration")
+    roles = audience.table.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise audience.fail("roles", "must be a list of role keys")
+    partners = organiser.table.get("partners", [])
+    if not isinstance(partners, list) or not all(isinstance(p, str) for p in partners):
+        raise organiser.fail("partners", "must be a list of names")
+
+    series = None
+    if "series" in raw:
+        s = top.sub("series")
+        previous = s.sub("previous")
+        previous_date = previous.table.get("date")
+        if previous_date is not None and not isinstance(previous_date, date):
+            raise previous.fail("date", "must be a date, YYYY-MM-DD")
+        series = SeriesSpec(
+            slug=s.str("slug"),
+            title=s.str("title"),
+            position=s.optional("position", int, "a whole number"),
+            previous_date=previous_date,
+            previous_title=previous.str("title", ""),
+        )
+
+    items = raw.get("programme", [])
+    if not isinstance(items, list):
+        raise top.fail("programme", "must be a list of [[programme]] tables")
+    programme = []
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise top.fail("programme", f"item {index} must be a table")
+        reader = _Reader(source, item, f"programme[{index}].")
+        item_start, item_end = reader.time("start"), reader.time("end")
+        if at(item_end) <= at(item_start):
+            raise reader.fail("end", "is not after its start")
+        programme.append(
+            ProgrammeSpec(
+                starts_at=at(item_start),
+                ends_at=at(item_end),
+                title=reader.str("title"),
+                speaker=reader.str("speaker", ""),
+                organisation=reader.str("organisation", ""),
+            )
+        )
+
+    return EventSpec(
+        slug=slug,
+        title=top.str("title"),
+        subtitle=top.str("subtitle", ""),
+        description=top.str("description", ""),
+        language=language,
+        timezone=zone_name,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        walk_in_at=walk_in_at,
+        venue_name=venue.str("name", ""),
+        venue_address=venue.str("address", ""),
+        venue_postcode=venue.str("postcode", ""),
+        venue_city=venue.str("city", ""),
+        venue_lat=venue.optional("lat", float, "a number"),
+        venue_lon=venue.optional("lon", float, "a number"),
+        audience_description=audience.str("description", ""),
+        audience_roles=list(roles),
+        organiser_name=organiser.str("name", ""),
+        organiser_email=organiser.str("email", ""),
+        partners=list(partners),
+        capacity=capacity,
+        price=registration.str("price", ""),
+        registration_enabled=bool(registration.table.get("enabled", False)),
+        registration_opens_at=registration.local_datetime("opens", zone),
+        registration_closes_at=registration.local_datetime("closes", zone) or starts_at,
+        rsvp_deadline=top.local_datetime("rsvp_deadline", zone),
+        series=series,
+        programme=programme,
+        extra={k: v for k, v in raw.items() if k not in KNOWN_TOP},
+    )

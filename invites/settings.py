@@ -1,0 +1,95 @@
+"""Configuration, read once from INVITES_* environment variables and passed down from there."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"
+
+
+class SmtpTarget(BaseModel):
+    """Where to deliver: parsed from INVITES_SMTP_URL."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpTarget:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"INVITES_SMTP_URL {url!r} must start with smtp:// or smtps://")
+        if not parts.hostname:
+            raise ValueError(f"INVITES_SMTP_URL {url!r} names no host")
+        implicit_tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit_tls else 25),
+            implicit_tls=implicit_tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+class Settings(BaseSettings):
+    """Every setting the service reads. The README lists each with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="INVITES_", extra="ignore", populate_by_name=True)
+
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    redis_url: str = ""
+    smtp_url: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = DEFAULT_SECRET_KEY
+    from_: str = Field(
+        default="VNG afdeling Utrecht <uitnodigingen@example.org>",
+        validation_alias=AliasChoices("INVITES_FROM", "from_"),
+    )
+    batch_size: int = 100
+    lease_seconds: int = 300
+    visibility_timeout: int = 3600
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp(cls, value: str) -> str:
+        if value:
+            SmtpTarget.parse(value)
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'invites.db').resolve()}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.var_dir / "outbox"
+
+    @property
+    def smtp(self) -> SmtpTarget | None:
+        return SmtpTarget.parse(self.smtp_url) if self.smtp_url else None
+
+    @property
+    def sender(self) -> str:
+        return self.from_
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()
+
+
+def project_dir(name: str) -> Path:
+    """A top-level folder of the project (templates/, examples/): beside the package, else in the cwd."""
+    beside = Path(__file__).resolve().parent.parent / name
+    return beside if beside.is_dir() else Path.cwd() / name

@@ -1,0 +1,1 @@
+"""The web app: RSVP pages for recipients, status and outbox pages for organisers."""
