@@ -18,8 +18,16 @@ from invites.reference import fold, match_municipality, match_role
 
 # The recognised column names, folded; anything else is kept as an attribute for templates.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "email": ("email", "e-mail", "e-mailadres", "emailadres", "mail", "email address", "e-mail address",
-              "mailadres"),
+    "email": (
+        "email",
+        "e-mail",
+        "e-mailadres",
+        "emailadres",
+        "mail",
+        "email address",
+        "e-mail address",
+        "mailadres",
+    ),
     "name": ("naam", "name", "volledige naam", "full name", "weergavenaam", "display name"),
     "first_name": ("voornaam", "first name", "firstname", "given name", "roepnaam"),
     "name_prefix": ("tussenvoegsel", "tussenvoegsels", "voorvoegsel", "prefix", "name prefix"),
@@ -160,7 +168,11 @@ def _person(
     if language not in ("nl", "en"):
         warnings.append(f"line {line}: unknown language {cells['language']!r}, using nl")
         language = "nl"
-    first, prefix, last = cells.get("first_name", ""), cells.get("name_prefix", ""), cells.get("last_name", "")
+    first, prefix, last = (
+        cells.get("first_name", ""),
+        cells.get("name_prefix", ""),
+        cells.get("last_name", ""),
+    )
     display = cells.get("name") or " ".join(part for part in (first, prefix, last) if part)
     return Person(
         line=line,

@@ -63,17 +63,36 @@ def idempotency_key(kind: str, event_id: int, recipient_id: int, sequence: int) 
     return f"{kind}:{event_id}:{recipient_id}:{sequence}"
 
 
-def check_templates(event: Event, kind: str, templates: TemplateSet, settings: Settings, now: datetime) -> None:
+def check_templates(
+    event: Event, kind: str, templates: TemplateSet, settings: Settings, now: datetime
+) -> None:
     """Render the message once for a sample person in each language, so a template error stops the send
     before it starts instead of halfway through."""
     composer = Composer(
-        event, kind, templates, sender=settings.sender, base_url=settings.base_url,
-        secret=settings.secret_key, now=now,
+        event,
+        kind,
+        templates,
+        sender=settings.sender,
+        base_url=settings.base_url,
+        secret=settings.secret_key,
+        now=now,
     )
     sample = Recipient(
-        id=0, email="voorbeeld@example.org", email_key="voorbeeld@example.org", display_name="Voorbeeld",
-        first_name="", name_prefix="", last_name="", salutation="", role_key=None, role_label="",
-        municipality_code=None, organisation="", language="nl", attributes={}, tags=[],
+        id=0,
+        email="voorbeeld@example.org",
+        email_key="voorbeeld@example.org",
+        display_name="Voorbeeld",
+        first_name="",
+        name_prefix="",
+        last_name="",
+        salutation="",
+        role_key=None,
+        role_label="",
+        municipality_code=None,
+        organisation="",
+        language="nl",
+        attributes={},
+        tags=[],
     )
     invitation = Invitation(id=0, public_id="sample", token_version=1)
     for language in ("nl", "en"):
@@ -151,9 +170,12 @@ def _insert_missing(session: Session, rows: list[dict[str, object]]) -> int:
     keys = [row["idempotency_key"] for row in rows]
     existing = 0
     for start in range(0, len(rows), 500):
-        existing += session.scalar(
-            select(func.count()).where(OutboundMessage.idempotency_key.in_(keys[start : start + 500]))
-        ) or 0
+        existing += (
+            session.scalar(
+                select(func.count()).where(OutboundMessage.idempotency_key.in_(keys[start : start + 500]))
+            )
+            or 0
+        )
         statement = insert(OutboundMessage).on_conflict_do_nothing(index_elements=["idempotency_key"])
         session.connection().execute(statement, rows[start : start + 500])
     return len(rows) - existing

@@ -105,17 +105,26 @@ def import_command(
         f"{report.suppressed} suppressed, {len(report.rejected)} rejected"
     )
     for rejection in report.rejected:
-        out.print(f"  line {rejection.line}, column {rejection.column!r}: {rejection.reason}", highlight=False)
+        out.print(
+            f"  line {rejection.line}, column {rejection.column!r}: {rejection.reason}", highlight=False
+        )
     for warning in report.warnings:
         out.print(f"  warning: {warning}", highlight=False)
 
 
-def wait_for_delivery(runtime: Runtime, scope: campaigns.MessageScope, timeout: float, quiet: bool) -> dict[str, int]:
+def wait_for_delivery(
+    runtime: Runtime, scope: campaigns.MessageScope, timeout: float, quiet: bool
+) -> dict[str, int]:
     """Poll the database until every row of the message is sent or failed for good, or time runs out."""
     deadline = time.monotonic() + timeout
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, disable=quiet, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
     ) as bar:
         task = bar.add_task("delivering", total=None)
         while True:
@@ -139,10 +148,14 @@ def send(
     """Send a message to the event's audience through the workers."""
     runtime = Runtime.current()
     try:
-        started = campaigns.start_campaign(runtime.sessions, slug, kind, runtime.settings, runtime.templates, now())
+        started = campaigns.start_campaign(
+            runtime.sessions, slug, kind, runtime.settings, runtime.templates, now()
+        )
     except InputError as exc:
         raise fail(str(exc)) from exc
-    handed = campaigns.enqueue_queued(runtime.sessions, started.scope, runtime.enqueue, runtime.settings.batch_size)
+    handed = campaigns.enqueue_queued(
+        runtime.sessions, started.scope, runtime.enqueue, runtime.settings.batch_size
+    )
     out.print(f"campaign {started.campaign_id}: {started.total} recipients, {handed} queued for the workers")
     if wait:
         counts = wait_for_delivery(runtime, started.scope, timeout, quiet=False)
@@ -171,7 +184,9 @@ def render_command(
     to: Annotated[str, typer.Option("--to", help="the recipient's address")],
     kind: Annotated[str, typer.Option(help="the message kind")] = "invitation",
     lang: Annotated[str | None, typer.Option(help="nl or en (default: the recipient's)")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")
+    ] = None,
 ) -> None:
     """Write the exact RFC 5322 bytes that would be sent to one recipient."""
     runtime = Runtime.current()
@@ -186,8 +201,13 @@ def render_command(
             if row is None:
                 raise NotFound(f"{to} is not invited to {slug}")
             composer = Composer(
-                event, kind, runtime.templates, sender=runtime.settings.sender,
-                base_url=runtime.settings.base_url, secret=runtime.settings.secret_key, now=now(),
+                event,
+                kind,
+                runtime.templates,
+                sender=runtime.settings.sender,
+                base_url=runtime.settings.base_url,
+                secret=runtime.settings.secret_key,
+                now=now(),
             )
             composed = composer.compose(row[0], row[1], lang)
         except (InputError, NotFound) as exc:

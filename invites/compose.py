@@ -29,7 +29,12 @@ from invites.rendering import (
 )
 from invites.tokens import make_token
 
-CALENDAR_METHOD = {"invitation": "REQUEST", "update": "REQUEST", "reminder": "REQUEST", "cancellation": "CANCEL"}
+CALENDAR_METHOD = {
+    "invitation": "REQUEST",
+    "update": "REQUEST",
+    "reminder": "REQUEST",
+    "cancellation": "CANCEL",
+}
 
 
 @dataclass(frozen=True)

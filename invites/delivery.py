@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites.compose import Composer
@@ -36,7 +36,7 @@ def retry_delay(attempts: int, delays: Sequence[int] = RETRY_DELAYS) -> timedelt
     return timedelta(seconds=delays[min(max(attempts, 1), len(delays)) - 1])
 
 
-def claimable(now: datetime) -> object:
+def claimable(now: datetime) -> ColumnElement[bool]:
     return or_(
         OutboundMessage.status == MessageStatus.QUEUED,
         and_(OutboundMessage.status == MessageStatus.DEFERRED, OutboundMessage.next_attempt_at <= now),
@@ -110,9 +110,12 @@ async def _deliver(
             .where(OutboundMessage.id.in_(mine))
             .order_by(OutboundMessage.id)
         ).all()
-        events = {event.id: event for event in session.scalars(
-            select(Event).where(Event.id.in_({message.event_id for message, _, _ in rows}))
-        )}
+        events = {
+            event.id: event
+            for event in session.scalars(
+                select(Event).where(Event.id.in_({message.event_id for message, _, _ in rows}))
+            )
+        }
         session.commit()  # end the read; each outcome below commits on its own
         composers: dict[tuple[int, str], Composer] = {}
         counts = {MessageStatus.SENT: 0, MessageStatus.DEFERRED: 0, MessageStatus.FAILED: 0}
@@ -121,8 +124,13 @@ async def _deliver(
                 key = (message.event_id, message.kind)
                 if key not in composers:
                     composers[key] = Composer(
-                        events[message.event_id], message.kind, templates, sender=settings.sender,
-                        base_url=settings.base_url, secret=settings.secret_key, now=clock(),
+                        events[message.event_id],
+                        message.kind,
+                        templates,
+                        sender=settings.sender,
+                        base_url=settings.base_url,
+                        secret=settings.secret_key,
+                        now=clock(),
                     )
                 try:
                     composed = composers[key].compose(recipient, invitation, message.language)

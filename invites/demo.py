@@ -28,8 +28,18 @@ AUDIENCE_FILE = "audience-utrecht.csv"
 def start_worker(env: dict[str, str], concurrency: int = 2) -> subprocess.Popen[bytes]:
     """A real Celery worker in its own process, as `celery -A workers worker` starts it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", f"--concurrency={concurrency}",
-         "--loglevel=WARNING", "--without-mingle", "--without-gossip"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "worker",
+            f"--concurrency={concurrency}",
+            "--loglevel=WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ],
         env=env,
         cwd=str(project_dir("workers").parent),
     )
@@ -45,7 +55,9 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
             process.wait()
 
 
-def run_demo(runtime: Runtime, *, once: bool, host: str, port: int, console: Console, timeout: float = 300) -> None:
+def run_demo(
+    runtime: Runtime, *, once: bool, host: str, port: int, console: Console, timeout: float = 300
+) -> None:
     from invites.cli import fail, wait_for_delivery
 
     settings = runtime.settings
@@ -59,7 +71,9 @@ def run_demo(runtime: Runtime, *, once: bool, host: str, port: int, console: Con
         report = import_list(
             session, get_event(session, slug), (examples / AUDIENCE_FILE).read_bytes(), AUDIENCE_FILE, now
         )
-    console.print(f"event [bold]{slug}[/] loaded; audience: {report.accepted} added, {report.updated} updated")
+    console.print(
+        f"event [bold]{slug}[/] loaded; audience: {report.accepted} added, {report.updated} updated"
+    )
 
     env = {**os.environ, "INVITES_REDIS_URL": broker_url(settings)}
     env.setdefault("INVITES_VAR_DIR", str(settings.var_dir.resolve()))
@@ -67,7 +81,9 @@ def run_demo(runtime: Runtime, *, once: bool, host: str, port: int, console: Con
     worker = start_worker(env)
     beat: subprocess.Popen[bytes] | None = None
     try:
-        started = campaigns.start_campaign(runtime.sessions, slug, "invitation", settings, runtime.templates, now)
+        started = campaigns.start_campaign(
+            runtime.sessions, slug, "invitation", settings, runtime.templates, now
+        )
         campaigns.enqueue_queued(runtime.sessions, started.scope, runtime.enqueue, settings.batch_size)
         counts = wait_for_delivery(runtime, started.scope, timeout, quiet=False)
         if worker.poll() is not None:
@@ -75,7 +91,9 @@ def run_demo(runtime: Runtime, *, once: bool, host: str, port: int, console: Con
         with runtime.sessions() as session:
             event = get_event(session, slug)
             status = event_status(session, event)
-            first = session.scalar(select(Invitation).where(Invitation.event_id == event.id).order_by(Invitation.id))
+            first = session.scalar(
+                select(Invitation).where(Invitation.event_id == event.id).order_by(Invitation.id)
+            )
         base = f"http://{host}:{port}"
         console.print(
             f"delivered: {counts['sent']} sent, {counts['failed']} failed, of {counts['total']} "
@@ -89,9 +107,7 @@ def run_demo(runtime: Runtime, *, once: bool, host: str, port: int, console: Con
             console.print(f"an RSVP link:  {base}/r/{token}")
         if once:
             return
-        beat = subprocess.Popen(
-            [sys.executable, "-m", "invites.cli", "beat", "--loglevel=WARNING"], env=env
-        )
+        beat = subprocess.Popen([sys.executable, "-m", "invites.cli", "beat", "--loglevel=WARNING"], env=env)
         console.print("serving; press Ctrl-C to stop")
         import uvicorn
 

@@ -6,6 +6,7 @@ Used when INVITES_REDIS_URL is not set, so a newcomer needs nothing installed. E
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import subprocess
 import time
@@ -52,16 +53,25 @@ def ensure_running(var_dir: Path, timeout: float = 15.0) -> str:
             subprocess.run(
                 [
                     _executable(),
-                    "--port", "0",
-                    "--unixsocket", str(path),
-                    "--unixsocketperm", "700",
-                    "--dir", str(directory),
-                    "--daemonize", "yes",
-                    "--pidfile", str(directory / "redis.pid"),
-                    "--logfile", str(directory / "redis.log"),
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    str(path),
+                    "--unixsocketperm",
+                    "700",
+                    "--dir",
+                    str(directory),
+                    "--daemonize",
+                    "yes",
+                    "--pidfile",
+                    str(directory / "redis.pid"),
+                    "--logfile",
+                    str(directory / "redis.log"),
                     # Redis carries only ids; the database rebuilds lost work, so nothing is kept on disk.
-                    "--save", "",
-                    "--appendonly", "no",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -79,10 +89,9 @@ def stop(var_dir: Path) -> bool:
     path = socket_path(var_dir)
     if not _alive(path):
         return False
-    try:
+    # The server closes the connection as it goes down.
+    with contextlib.suppress(redis.ConnectionError):
         redis.Redis(unix_socket_path=str(path)).shutdown(nosave=True)
-    except redis.ConnectionError:
-        pass  # the server closes the connection as it goes down
     return True
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,8 +64,24 @@ class EventSpec:
 
 
 KNOWN_TOP = {
-    "slug", "title", "subtitle", "description", "language", "timezone", "date", "start", "end", "walk_in",
-    "capacity", "rsvp_deadline", "venue", "audience", "organiser", "registration", "series", "programme",
+    "slug",
+    "title",
+    "subtitle",
+    "description",
+    "language",
+    "timezone",
+    "date",
+    "start",
+    "end",
+    "walk_in",
+    "capacity",
+    "rsvp_deadline",
+    "venue",
+    "audience",
+    "organiser",
+    "registration",
+    "series",
+    "programme",
 }
 
 
@@ -82,7 +99,7 @@ class _Reader:
     def fail(self, key: str, reason: str) -> InputError:
         return InputError(f"{self.source}: field '{self._name(key)}': {reason}")
 
-    def str(self, key: str, default: str | None = None) -> str:
+    def text(self, key: str, default: str | None = None) -> str:
         value = self.table.get(key, default)
         if value is None:
             raise self.fail(key, "is required")
@@ -100,21 +117,21 @@ class _Reader:
             raise self.fail(key, f"must be {label}")
         return value
 
-    def time(self, key: str) -> time:
+    def time(self, key: str) -> dt.time:
         found = self.optional_time(key)
         if found is None:
             raise self.fail(key, "is required (HH:MM)")
         return found
 
-    def optional_time(self, key: str) -> time | None:
+    def optional_time(self, key: str) -> dt.time | None:
         value = self.table.get(key)
         if value is None:
             return None
-        if isinstance(value, time):
+        if isinstance(value, dt.time):
             return value
         if isinstance(value, str):
             try:
-                return time.fromisoformat(value.strip().replace(".", ":"))
+                return dt.time.fromisoformat(value.strip().replace(".", ":"))
             except ValueError:
                 pass
         raise self.fail(key, f"{value!r} is not a time of day (HH:MM)")
@@ -124,7 +141,7 @@ class _Reader:
         if value is None:
             return None
         if isinstance(value, date) and not isinstance(value, datetime):
-            value = datetime.combine(value, time(0, 0))
+            value = datetime.combine(value, dt.time(0, 0))
         if not isinstance(value, datetime):
             raise self.fail(key, f"{value!r} is not a date and time (YYYY-MM-DDTHH:MM:SS)")
         return value.replace(tzinfo=zone) if value.tzinfo is None else value
@@ -146,7 +163,7 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
         raise InputError(f"{source}: not valid TOML: {exc}") from exc
     top = _Reader(source, raw)
 
-    zone_name = top.str("timezone", "Europe/Amsterdam")
+    zone_name = top.text("timezone", "Europe/Amsterdam")
     try:
         zone = ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -156,7 +173,7 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
     if not isinstance(day, date) or isinstance(day, datetime):
         raise top.fail("date", "is required, as YYYY-MM-DD")
 
-    def at(moment: time) -> datetime:
+    def at(moment: dt.time) -> datetime:
         return datetime.combine(day, moment, tzinfo=zone)
 
     start, end = top.time("start"), top.time("end")
@@ -168,10 +185,10 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
     if walk_in_at and walk_in_at > starts_at:
         raise top.fail("walk_in", "is after the start")
 
-    slug = top.str("slug")
+    slug = top.text("slug")
     if not slug or not all(c.isalnum() or c == "-" for c in slug) or slug != slug.lower():
         raise top.fail("slug", f"{slug!r} must be lower-case letters, digits and hyphens")
-    language = top.str("language", "nl")
+    language = top.text("language", "nl")
     if language not in ("nl", "en"):
         raise top.fail("language", f"{language!r} is not one of nl, en")
     capacity = top.optional("capacity", int, "a whole number")
@@ -197,11 +214,11 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
         if previous_date is not None and not isinstance(previous_date, date):
             raise previous.fail("date", "must be a date, YYYY-MM-DD")
         series = SeriesSpec(
-            slug=s.str("slug"),
-            title=s.str("title"),
+            slug=s.text("slug"),
+            title=s.text("title"),
             position=s.optional("position", int, "a whole number"),
             previous_date=previous_date,
-            previous_title=previous.str("title", ""),
+            previous_title=previous.text("title", ""),
         )
 
     items = raw.get("programme", [])
@@ -219,35 +236,35 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
             ProgrammeSpec(
                 starts_at=at(item_start),
                 ends_at=at(item_end),
-                title=reader.str("title"),
-                speaker=reader.str("speaker", ""),
-                organisation=reader.str("organisation", ""),
+                title=reader.text("title"),
+                speaker=reader.text("speaker", ""),
+                organisation=reader.text("organisation", ""),
             )
         )
 
     return EventSpec(
         slug=slug,
-        title=top.str("title"),
-        subtitle=top.str("subtitle", ""),
-        description=top.str("description", ""),
+        title=top.text("title"),
+        subtitle=top.text("subtitle", ""),
+        description=top.text("description", ""),
         language=language,
         timezone=zone_name,
         starts_at=starts_at,
         ends_at=ends_at,
         walk_in_at=walk_in_at,
-        venue_name=venue.str("name", ""),
-        venue_address=venue.str("address", ""),
-        venue_postcode=venue.str("postcode", ""),
-        venue_city=venue.str("city", ""),
+        venue_name=venue.text("name", ""),
+        venue_address=venue.text("address", ""),
+        venue_postcode=venue.text("postcode", ""),
+        venue_city=venue.text("city", ""),
         venue_lat=venue.optional("lat", float, "a number"),
         venue_lon=venue.optional("lon", float, "a number"),
-        audience_description=audience.str("description", ""),
+        audience_description=audience.text("description", ""),
         audience_roles=list(roles),
-        organiser_name=organiser.str("name", ""),
-        organiser_email=organiser.str("email", ""),
+        organiser_name=organiser.text("name", ""),
+        organiser_email=organiser.text("email", ""),
         partners=list(partners),
         capacity=capacity,
-        price=registration.str("price", ""),
+        price=registration.text("price", ""),
         registration_enabled=bool(registration.table.get("enabled", False)),
         registration_opens_at=registration.local_datetime("opens", zone),
         registration_closes_at=registration.local_datetime("closes", zone) or starts_at,

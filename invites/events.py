@@ -16,10 +16,27 @@ from invites.models import Event, ProgrammeItem, Series
 # Changes that calendars must see: they raise the SEQUENCE so clients move the meeting.
 CALENDAR_FIELDS = ("starts_at", "ends_at", "venue_name", "venue_address", "venue_city")
 PLAIN_FIELDS = (
-    "title", "subtitle", "description", "language", "timezone", "walk_in_at", "venue_postcode", "venue_lat",
-    "venue_lon", "audience_description", "audience_roles", "organiser_name", "organiser_email", "partners",
-    "capacity", "price", "registration_enabled", "registration_opens_at", "registration_closes_at",
-    "rsvp_deadline", "extra",
+    "title",
+    "subtitle",
+    "description",
+    "language",
+    "timezone",
+    "walk_in_at",
+    "venue_postcode",
+    "venue_lat",
+    "venue_lon",
+    "audience_description",
+    "audience_roles",
+    "organiser_name",
+    "organiser_email",
+    "partners",
+    "capacity",
+    "price",
+    "registration_enabled",
+    "registration_opens_at",
+    "registration_closes_at",
+    "rsvp_deadline",
+    "extra",
 )
 
 
@@ -74,7 +91,7 @@ def load_event(session: Session, spec: EventSpec, now: datetime) -> LoadResult:
             event.programme.append(row)
         row.starts_at, row.ends_at = item.starts_at, item.ends_at
         row.title, row.speaker, row.organisation = item.title, item.speaker, item.organisation
-    del event.programme[len(spec.programme):]
+    del event.programme[len(spec.programme) :]
     if spec.series and (spec.series.previous_date or spec.series.previous_title):
         event.extra = {
             **event.extra,

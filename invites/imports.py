@@ -15,8 +15,17 @@ from invites.models import Event, ImportJob, Invitation, InvitationSource, Recip
 from invites.tokens import new_public_id
 
 PERSON_FIELDS = (
-    "email", "first_name", "name_prefix", "last_name", "display_name", "salutation", "role_key", "role_label",
-    "municipality_code", "organisation", "language",
+    "email",
+    "first_name",
+    "name_prefix",
+    "last_name",
+    "display_name",
+    "salutation",
+    "role_key",
+    "role_label",
+    "municipality_code",
+    "organisation",
+    "language",
 )
 
 

@@ -100,7 +100,7 @@ def match_municipality(text: str, path: Path = DATA / "utrecht-municipalities.cs
         return code
     for prefix in PREFIXES:
         if folded.startswith(prefix):
-            folded = folded[len(prefix):].strip()
+            folded = folded[len(prefix) :].strip()
             break
     return _municipality_index(path).get(folded)
 

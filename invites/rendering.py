@@ -1,4 +1,4 @@
-"""Turning an event and a recipient into words: template lookup, personal salutation, Dutch and English dates."""
+"""Turning an event and a recipient into words: templates, a personal salutation, Dutch and English dates."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ from invites.reference import municipality_name, roles
 from invites.settings import project_dir
 
 KINDS = (
-    "invitation", "reminder", "update", "cancellation", "rsvp-confirmation", "registration-confirmation",
+    "invitation",
+    "reminder",
+    "update",
+    "cancellation",
+    "rsvp-confirmation",
+    "registration-confirmation",
     "waitlist",
 )
 LANGUAGES = ("nl", "en")
@@ -38,7 +43,7 @@ def format_clock(moment: datetime, language: str) -> str:
 
 
 def format_span(start: datetime, end: datetime, language: str) -> str:
-    """"dinsdag 13 februari 2018, 19.30 – 22.00 uur" or "Tuesday 13 February 2018, 19:30 – 22:00"."""
+    """ "dinsdag 13 februari 2018, 19.30 – 22.00 uur" or "Tuesday 13 February 2018, 19:30 – 22:00"."""
     text = f"{format_day(start, language)}, {format_clock(start, language)} – {format_clock(end, language)}"
     return text + " uur" if language == "nl" else text
 
@@ -168,7 +173,9 @@ def event_context(event: Event, language: str) -> dict[str, Any]:
             }
             for item in event.programme
         ],
-        "previous_meeting": {"day": previous_day, "title": previous.get("title", "")} if previous_day else None,
+        "previous_meeting": {"day": previous_day, "title": previous.get("title", "")}
+        if previous_day
+        else None,
         "cancelled": event.status == "cancelled",
         "cancel_reason": event.cancel_reason,
     }
@@ -189,7 +196,7 @@ def programme_text(event: Event, language: str) -> str:
 
 
 def calendar_links(event: Event, description: str) -> dict[str, str]:
-    """"Add to calendar" links for Google Calendar and Outlook.com."""
+    """ "Add to calendar" links for Google Calendar and Outlook.com."""
     location = ", ".join(p for p in (event.venue_name, event.venue_address, event.venue_city) if p)
     google = "https://calendar.google.com/calendar/render?" + urlencode(
         {

@@ -59,7 +59,9 @@ class Sink:
         self.directory = directory
         self.host = host
         self.port = port or free_port(host)
-        self.controller = Controller(StoreHandler(directory), hostname=host, port=self.port, decode_data=False)
+        self.controller = Controller(
+            StoreHandler(directory), hostname=host, port=self.port, decode_data=False
+        )
 
     @property
     def url(self) -> str:

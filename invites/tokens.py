@@ -1,4 +1,4 @@
-"""RSVP tokens: a random public id plus an HMAC over it, so nothing secret is stored and a token can be revoked.
+"""RSVP tokens: a random public id plus an HMAC over it: nothing secret is stored, and a token can be revoked.
 
 A token is `<public_id>.<mac>`. The public id is 96 random bits and the MAC 128 bits of HMAC-SHA256 keyed by
 the service's secret and the invitation's token version: bumping the version revokes every older link.

@@ -10,8 +10,8 @@ from celery.schedules import crontab
 from celery.signals import worker_init
 
 from invites.runtime import broker_url
-from invites.sink import Sink
 from invites.settings import get_settings
+from invites.sink import Sink
 
 app = Celery("invites", include=["workers.tasks"])
 

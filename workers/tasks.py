@@ -17,7 +17,12 @@ def _now() -> datetime:
 def deliver_batch(ids: list[int]) -> dict[str, int]:
     runtime = Runtime.current()
     result = runtime.deliver(ids, _now)
-    return {"claimed": result.claimed, "sent": result.sent, "deferred": result.deferred, "failed": result.failed}
+    return {
+        "claimed": result.claimed,
+        "sent": result.sent,
+        "deferred": result.deferred,
+        "failed": result.failed,
+    }
 
 
 @app.task(name="invites.sweep_outbox")

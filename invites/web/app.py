@@ -72,8 +72,12 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         return page(
             request,
             "event.html",
-            {"event": event, "info": event_context(event, "nl"), "status": event_status(session, event),
-             "lang": "nl"},
+            {
+                "event": event,
+                "info": event_context(event, "nl"),
+                "status": event_status(session, event),
+                "lang": "nl",
+            },
         )
 
     @app.get("/api/v1/events/{slug}/status")
@@ -85,8 +89,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.api_route("/r/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def rsvp_page(
-        request: Request, token: str, session: SessionDep, rt: RuntimeDep,
-        answer: str = "", lang: str = "", saved: int = 0,
+        request: Request,
+        token: str,
+        session: SessionDep,
+        rt: RuntimeDep,
+        answer: str = "",
+        lang: str = "",
+        saved: int = 0,
     ) -> HTMLResponse:
         # Read-only: link scanners fetch this page, so nothing here may change any state.
         try:
@@ -112,14 +121,22 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.post("/r/{token}", response_class=HTMLResponse, response_model=None)
     def rsvp_answer(
-        request: Request, token: str, session: SessionDep, rt: RuntimeDep,
-        answer: Annotated[str, Form()], lang: Annotated[str, Form()] = "",
+        request: Request,
+        token: str,
+        session: SessionDep,
+        rt: RuntimeDep,
+        answer: Annotated[str, Form()],
+        lang: Annotated[str, Form()] = "",
     ) -> Response:
         try:
             view = rsvp.find_by_token(session, rt.settings.secret_key, token)
             rsvp.record_answer(
-                session, view.invitation, rsvp.parse_answer(answer), AnswerSource.WEB,
-                datetime.now(UTC), request.headers.get("user-agent", ""),
+                session,
+                view.invitation,
+                rsvp.parse_answer(answer),
+                AnswerSource.WEB,
+                datetime.now(UTC),
+                request.headers.get("user-agent", ""),
             )
             session.commit()
         except NotFound:
@@ -137,8 +154,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         except NotFound:
             return Response("Niet gevonden", status_code=404, media_type="text/plain; charset=utf-8")
         composer = Composer(
-            view.event, "invitation", rt.templates, sender=rt.settings.sender, base_url=rt.settings.base_url,
-            secret=rt.settings.secret_key, now=datetime.now(UTC),
+            view.event,
+            "invitation",
+            rt.templates,
+            sender=rt.settings.sender,
+            base_url=rt.settings.base_url,
+            secret=rt.settings.secret_key,
+            now=datetime.now(UTC),
         )
         data = composer.calendar(view.recipient, view.invitation, view.recipient.language) or b""
         return Response(
@@ -153,8 +175,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         return page(
             request,
             "outbox.html",
-            {"messages": [_summary(path) for path in reversed(files)], "directory": rt.settings.outbox_dir,
-             "lang": "nl"},
+            {
+                "messages": [_summary(path) for path in reversed(files)],
+                "directory": rt.settings.outbox_dir,
+                "lang": "nl",
+            },
         )
 
     @app.get("/outbox/{name}", response_class=HTMLResponse, response_model=None)
@@ -170,7 +195,12 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         return page(
             request,
             "outbox_message.html",
-            {"summary": _summary(path), "html": html.get_content() if html else "", "name": name, "lang": "nl"},
+            {
+                "summary": _summary(path),
+                "html": html.get_content() if html else "",
+                "name": name,
+                "lang": "nl",
+            },
         )
 
     return app
