@@ -128,7 +128,8 @@ def parse_people(data: bytes) -> tuple[list[Person], list[Rejection], list[str]]
         attributes: dict[str, str] = {}
         for name, key, value in zip(header, keys, cells, strict=False):
             if key:
-                known[key] = value.strip()
+                # A line break inside a cell (Alt+Enter in Excel) is only layout: it becomes a space.
+                known[key] = " ".join(value.split())
             elif name.strip() and value.strip():
                 attributes[name.strip()] = value.strip()
         person = _person(line, header[keys.index("email")], known, attributes, rejected, warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -63,6 +64,7 @@ class EventSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 KNOWN_TOP = {
     "slug",
     "title",
@@ -166,7 +168,7 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
     zone_name = top.text("timezone", "Europe/Amsterdam")
     try:
         zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise top.fail("timezone", f"{zone_name!r} is not an IANA time zone") from exc
 
     day = raw.get("date")
@@ -186,8 +188,8 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
         raise top.fail("walk_in", "is after the start")
 
     slug = top.text("slug")
-    if not slug or not all(c.isalnum() or c == "-" for c in slug) or slug != slug.lower():
-        raise top.fail("slug", f"{slug!r} must be lower-case letters, digits and hyphens")
+    if not SLUG.fullmatch(slug):
+        raise top.fail("slug", f"{slug!r} must be lower-case letters a-z, digits and inner hyphens")
     language = top.text("language", "nl")
     if language not in ("nl", "en"):
         raise top.fail("language", f"{language!r} is not one of nl, en")
@@ -265,7 +267,7 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
         partners=list(partners),
         capacity=capacity,
         price=registration.text("price", ""),
-        registration_enabled=bool(registration.table.get("enabled", False)),
+        registration_enabled=bool(registration.optional("enabled", bool, "true or false")),
         registration_opens_at=registration.local_datetime("opens", zone),
         registration_closes_at=registration.local_datetime("closes", zone) or starts_at,
         rsvp_deadline=top.local_datetime("rsvp_deadline", zone),

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     batch_size: int = 100
     lease_seconds: int = 300
     visibility_timeout: int = 3600
+    queue: str = "invites"
 
     @field_validator("smtp_url")
     @classmethod

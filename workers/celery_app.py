@@ -32,7 +32,7 @@ def _configure(sender: Celery, **_: Any) -> None:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue="invites",
+        task_default_queue=settings.queue,
         timezone="UTC",
         beat_schedule={
             "sweep-outbox": {"task": "invites.sweep_outbox", "schedule": crontab(minute="*")},

@@ -33,19 +33,27 @@ ANSWER_LABELS = {
 }
 
 
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime | None = request.app.state.runtime
+    return runtime or Runtime.current()
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
 def create_app(runtime: Runtime | None = None) -> FastAPI:
+    """The app; with no runtime given, it builds this process's own from the settings on first request."""
     app = FastAPI(title="invites", version="0.1.0")
+    app.state.runtime = runtime
     pages = Jinja2Templates(directory=str(project_dir("templates") / "web"))
-
-    def get_runtime() -> Runtime:
-        return runtime or Runtime.current()
-
-    def get_session(rt: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
-        with rt.sessions() as session:
-            yield session
-
-    RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-    SessionDep = Annotated[Session, Depends(get_session)]
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         return pages.TemplateResponse(request, name, context, status_code=status_code)

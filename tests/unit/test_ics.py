@@ -1,0 +1,163 @@
+"""Calendar objects for iTIP invitations, read back with the icalendar parser."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from icalendar import Calendar
+from icalendar.cal import Component
+
+from invites.ics import PRODID, CalendarEvent, CalendarTemplate, utc_stamp
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+STAMP = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)
+URL = "https://invites.example.org/r/abc.def"
+DESCRIPTION = (
+    "dinsdag 13 februari 2018, 19.30 – 22.00 uur\n\nProgramma:\n19.30 – 19.35  Welkomstwoord; koffie"
+)
+SPEC = CalendarEvent(
+    uid="0123abcd-lokaal-samenspel-2018@invites",
+    sequence=2,
+    summary="Inspiratiebijeenkomst Lokaal samenspel in verandering",
+    description=DESCRIPTION,
+    starts_at=datetime(2018, 2, 13, 18, 30, tzinfo=UTC),
+    ends_at=datetime(2018, 2, 13, 21, 0, tzinfo=UTC),
+    timezone="Europe/Amsterdam",
+    location="Fort Vreeswijk, Fort Vreeswijk 1, Nieuwegein",
+    geo=(52.0072, 5.0953),
+    organiser_name="VNG afdeling Utrecht",
+    organiser_email="uitnodigingen@example.org",
+)
+
+
+def build(method: str = "REQUEST", name: str = "Zoë Ĳsbrandt", spec: CalendarEvent = SPEC) -> bytes:
+    return CalendarTemplate(spec, method, STAMP).for_attendee("zoe@example.org", name, URL)
+
+
+def parsed(data: bytes) -> tuple[Calendar, Component]:
+    calendar = Calendar.from_ical(data)
+    events = calendar.walk("VEVENT")
+    assert len(events) == 1
+    return calendar, events[0]
+
+
+def test_calendar_header() -> None:
+    calendar, _ = parsed(build())
+    assert str(calendar["METHOD"]) == "REQUEST"
+    assert str(calendar["VERSION"]) == "2.0"
+    assert str(calendar["PRODID"]) == PRODID
+    assert str(calendar["CALSCALE"]) == "GREGORIAN"
+
+
+def test_vtimezone_has_standard_and_daylight() -> None:
+    calendar, _ = parsed(build())
+    zones = calendar.walk("VTIMEZONE")
+    assert len(zones) == 1
+    assert str(zones[0]["TZID"]) == "Europe/Amsterdam"
+    kinds = {sub.name for sub in zones[0].subcomponents}
+    assert kinds == {"STANDARD", "DAYLIGHT"}
+
+
+def test_start_and_end_are_local_with_tzid_and_the_right_instant() -> None:
+    data = build()
+    _, event = parsed(data)
+    assert b"DTSTART;TZID=Europe/Amsterdam:20180213T193000\r\n" in data
+    assert b"DTEND;TZID=Europe/Amsterdam:20180213T220000\r\n" in data
+    assert event["DTSTART"].params["TZID"] == "Europe/Amsterdam"
+    assert event["DTSTART"].dt == datetime(2018, 2, 13, 18, 30, tzinfo=UTC)
+    assert event["DTEND"].dt == datetime(2018, 2, 13, 21, 0, tzinfo=UTC)
+    assert event["DTSTAMP"].dt == STAMP
+    assert b"DTSTAMP:20180115T090000Z\r\n" in data
+
+
+def test_identity_and_texts() -> None:
+    _, event = parsed(build())
+    assert str(event["UID"]) == SPEC.uid
+    assert event["SEQUENCE"] == 2
+    assert str(event["SUMMARY"]) == SPEC.summary
+    assert str(event["DESCRIPTION"]) == DESCRIPTION
+    assert str(event["LOCATION"]) == SPEC.location
+    assert str(event["URL"]) == URL
+    assert str(event["STATUS"]) == "CONFIRMED"
+    assert str(event["TRANSP"]) == "OPAQUE"
+
+
+def test_geo() -> None:
+    _, event = parsed(build())
+    assert (event["GEO"].latitude, event["GEO"].longitude) == pytest.approx((52.0072, 5.0953))
+
+
+def test_no_geo_without_coordinates() -> None:
+    spec = CalendarEvent(**{**SPEC.__dict__, "geo": None})
+    _, event = parsed(build(spec=spec))
+    assert "GEO" not in event
+
+
+def test_organizer() -> None:
+    _, event = parsed(build())
+    organizer = event["ORGANIZER"]
+    assert str(organizer) == "mailto:uitnodigingen@example.org"
+    assert organizer.params["CN"] == "VNG afdeling Utrecht"
+
+
+def test_attendee() -> None:
+    _, event = parsed(build())
+    attendee = event["ATTENDEE"]
+    assert str(attendee) == "mailto:zoe@example.org"
+    assert attendee.params["CN"] == "Zoë Ĳsbrandt"
+    assert attendee.params["ROLE"] == "REQ-PARTICIPANT"
+    assert attendee.params["PARTSTAT"] == "NEEDS-ACTION"
+    assert attendee.params["RSVP"] == "TRUE"
+    assert attendee.params["CUTYPE"] == "INDIVIDUAL"
+
+
+def test_attendee_without_name_has_no_cn() -> None:
+    _, event = parsed(build(name=""))
+    assert "CN" not in event["ATTENDEE"].params
+
+
+@pytest.mark.parametrize("name", ["Berg, Jan ; van: der", 'Jan "de" Berg'])
+def test_attendee_name_with_separators_round_trips(name: str) -> None:
+    _, event = parsed(build(name=name))
+    assert event["ATTENDEE"].params["CN"] == name
+    assert str(event["ATTENDEE"]) == "mailto:zoe@example.org"
+    assert event["ATTENDEE"].params["RSVP"] == "TRUE"
+
+
+def test_cancel() -> None:
+    calendar, event = parsed(build("CANCEL"))
+    assert str(calendar["METHOD"]) == "CANCEL"
+    assert str(event["STATUS"]) == "CANCELLED"
+    assert str(event["UID"]) == SPEC.uid
+
+
+def test_attendees_get_their_own_copy() -> None:
+    template = CalendarTemplate(SPEC, "REQUEST", STAMP)
+    first = template.for_attendee("a@example.org", "A", URL + "1")
+    second = template.for_attendee("b@example.org", "B", URL + "2")
+    _, one = parsed(first)
+    _, two = parsed(second)
+    assert str(one["ATTENDEE"]) == "mailto:a@example.org"
+    assert str(two["ATTENDEE"]) == "mailto:b@example.org"
+    assert str(two["URL"]) == URL + "2"
+    assert len(Calendar.from_ical(second).walk("VTIMEZONE")) == 1
+
+
+def test_lines_are_folded_and_crlf() -> None:
+    data = build()
+    lines = data.split(b"\r\n")
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in lines) <= 75
+
+
+@pytest.mark.parametrize("method", ["PUBLISH", "request", "REPLY", ""])
+def test_invalid_method_raises(method: str) -> None:
+    with pytest.raises(ValueError, match="unsupported iTIP method"):
+        CalendarTemplate(SPEC, method, STAMP)
+
+
+def test_utc_stamp() -> None:
+    assert utc_stamp(datetime(2018, 2, 13, 19, 30, tzinfo=AMSTERDAM)) == "20180213T183000Z"
+    assert utc_stamp(datetime(2018, 6, 13, 19, 30, tzinfo=AMSTERDAM)) == "20180613T173000Z"

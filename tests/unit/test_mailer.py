@@ -1,0 +1,40 @@
+"""Classifying SMTP replies into outbox statuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from invites.mailer import classify
+from invites.models import MessageStatus
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "status"),
+    [
+        (250, "2.0.0 Ok: queued as 4F2B1", MessageStatus.SENT),
+        (251, "2.1.5 User not local; will forward", MessageStatus.SENT),
+        (421, "4.3.2 Service shutting down", MessageStatus.DEFERRED),
+        (450, "4.2.1 Mailbox busy", MessageStatus.DEFERRED),
+        (451, "4.7.1 Greylisted, please try again later", MessageStatus.DEFERRED),
+        (452, "4.2.2 Mailbox full", MessageStatus.DEFERRED),
+        (454, "4.7.0 TLS not available due to temporary reason", MessageStatus.DEFERRED),
+        (550, "5.1.1 <nobody@example.org>: Recipient address rejected", MessageStatus.FAILED),
+        (552, "5.3.4 Message size exceeds fixed limit", MessageStatus.FAILED),
+        (553, "5.1.3 Bad recipient address syntax", MessageStatus.FAILED),
+        (554, "5.7.1 Message rejected as spam", MessageStatus.FAILED),
+    ],
+)
+def test_classify(code: int, text: str, status: MessageStatus) -> None:
+    outcome = classify(code, text)
+    assert outcome.status is status
+    assert outcome.reply == f"{code} {text}"
+
+
+def test_empty_reply_text_keeps_the_code() -> None:
+    assert classify(550, "").reply == "550"
+
+
+def test_final_statuses() -> None:
+    assert classify(250, "ok").status.final
+    assert classify(550, "no").status.final
+    assert not classify(451, "later").status.final
