@@ -39,8 +39,11 @@ def _session_redis(tmp: Path) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis for the session. The Celery app in this process reads its broker and queue once, on first
-    use, so they are fixed here for the whole session; a queue of its own keeps runs on a shared Redis apart."""
+    """A real Redis for the session.
+
+    The Celery app in this process reads its broker and queue once, on first use, so they are fixed here for
+    the whole session; a queue of its own keeps runs on a shared Redis apart.
+    """
     directory = tmp_path_factory.mktemp("session")
     url = _session_redis(directory)
     os.environ["INVITES_REDIS_URL"] = url
