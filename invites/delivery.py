@@ -192,12 +192,12 @@ def sweep(factory: sessionmaker[Session], enqueue: Enqueue, now: datetime, setti
                 return count
             last = ids[-1]
             # Touch the queued ones so the next sweep leaves them alone while this task waits its turn.
-            with session.begin():
-                session.execute(
-                    update(OutboundMessage)
-                    .where(OutboundMessage.id.in_(ids), OutboundMessage.status == MessageStatus.QUEUED)
-                    .values(updated_at=now)
-                    .execution_options(synchronize_session=False)
-                )
+            session.execute(
+                update(OutboundMessage)
+                .where(OutboundMessage.id.in_(ids), OutboundMessage.status == MessageStatus.QUEUED)
+                .values(updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
             enqueue(ids)
             count += len(ids)

@@ -1,0 +1,53 @@
+"""The README's first command, as a newcomer runs it: embedded Redis, a real worker, the local sink."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+from invites import embedded
+from invites.sink import stored_messages
+from tests.conftest import ROOT
+from tests.e2e.test_walking_skeleton import audience_addresses
+
+
+def test_demo_once_delivers_exactly_one_invitation_per_recipient(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVITES_")}
+    env["INVITES_VAR_DIR"] = str(tmp_path / "var")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "invites.cli", "demo", "--once"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "delivered: 156 sent, 0 failed, of 156" in result.stdout
+        assert "/r/" in result.stdout and "/outbox" in result.stdout
+
+        outbox = tmp_path / "var" / "outbox"
+        files = stored_messages(outbox)
+        recipients = sorted(
+            message_from_bytes(path.read_bytes(), policy=default)["To"].addresses[0].addr_spec.lower()
+            for path in files
+        )
+        assert recipients == sorted(audience_addresses())
+
+        again = subprocess.run(
+            [sys.executable, "-m", "invites.cli", "demo", "--once"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert len(stored_messages(outbox)) == 156, "running the demo again sends nobody a second invitation"
+    finally:
+        embedded.stop(tmp_path / "var")

@@ -1,0 +1,165 @@
+"""The delivery engine against real SMTP servers and real databases, without a broker: claims, outcomes,
+retries and the sweep."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from invites import campaigns, db
+from invites.delivery import claim, deliver_batch, sweep
+from invites.eventfile import parse_event_file
+from invites.events import load_event
+from invites.imports import import_list
+from invites.mailer import SmtpMailer
+from invites.models import MessageStatus, OutboundMessage
+from invites.settings import SmtpTarget
+from invites.sink import StoreHandler, free_port, stored_messages
+from tests.conftest import EVENT_FILE, NOW
+
+SLUG = "lokaal-samenspel-2018"
+PEOPLE = [
+    "anne@example.org",
+    "refuse.this@example.org",
+    "later@example.org",
+    "bram@example.nl",
+    "carla@example.com",
+]
+
+
+class PickyHandler(StoreHandler):
+    """A real SMTP server that refuses some recipients for good and some for now."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.startswith("refuse"):
+            return "550 5.1.1 mailbox unavailable"
+        if address.startswith("later"):
+            return "451 4.7.1 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.fixture
+def picky_server(tmp_path: Path) -> Iterator[Controller]:
+    controller = Controller(PickyHandler(tmp_path / "picky"), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+def prepare(runtime: Any, people: list[str]) -> campaigns.StartedCampaign:
+    audience = "e-mail,naam,functie\n" + "".join(f"{a},Persoon {i},raadslid\n" for i, a in enumerate(people))
+    with db.transaction(runtime.sessions) as session:
+        event = load_event(session, parse_event_file(EVENT_FILE.read_bytes()), NOW).event
+        import_list(session, event, audience.encode(), "people.csv", NOW)
+    return campaigns.start_campaign(
+        runtime.sessions, SLUG, "invitation", runtime.settings, runtime.templates, NOW
+    )
+
+
+def all_ids(runtime: Any) -> list[int]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(OutboundMessage.id).order_by(OutboundMessage.id)))
+
+
+def rows_by_address(runtime: Any) -> dict[str, OutboundMessage]:
+    with runtime.sessions() as session:
+        return {row.to_address: row for row in session.scalars(select(OutboundMessage))}
+
+
+def test_each_reply_is_classified_and_one_refusal_never_stops_the_others(
+    runtime: Any, picky_server: Controller, tmp_path: Path
+) -> None:
+    prepare(runtime, PEOPLE)
+    mailer = SmtpMailer(SmtpTarget.parse(f"smtp://127.0.0.1:{picky_server.port}"))
+    result = deliver_batch(
+        runtime.sessions, all_ids(runtime), mailer, runtime.settings, runtime.templates, lambda: NOW
+    )
+    assert (result.claimed, result.sent, result.deferred, result.failed) == (5, 3, 1, 1)
+
+    rows = rows_by_address(runtime)
+    assert rows["refuse.this@example.org"].status == MessageStatus.FAILED
+    assert rows["refuse.this@example.org"].last_reply.startswith("550 5.1.1 mailbox unavailable")
+    later = rows["later@example.org"]
+    assert later.status == MessageStatus.DEFERRED and later.last_reply.startswith("451")
+    assert later.next_attempt_at == NOW + timedelta(seconds=60)
+    for address in ("anne@example.org", "bram@example.nl", "carla@example.com"):
+        assert rows[address].status == MessageStatus.SENT and rows[address].sent_at == NOW
+    assert len(stored_messages(tmp_path / "picky")) == 3
+
+
+def test_a_server_that_is_down_defers_and_a_later_retry_delivers(runtime: Any, sink: Any) -> None:
+    prepare(runtime, ["anne@example.org", "bram@example.nl"])
+    down = SmtpMailer(SmtpTarget.parse(f"smtp://127.0.0.1:{free_port()}"))
+    result = deliver_batch(
+        runtime.sessions, all_ids(runtime), down, runtime.settings, runtime.templates, lambda: NOW
+    )
+    assert result.deferred == 2 and result.sent == 0
+    assert all(row.last_reply.startswith("connection:") for row in rows_by_address(runtime).values())
+
+    handed: list[list[int]] = []
+    assert sweep(runtime.sessions, handed.append, NOW + timedelta(seconds=30), runtime.settings) == 0
+    later = NOW + timedelta(seconds=61)
+    assert sweep(runtime.sessions, handed.append, later, runtime.settings) == 2
+
+    up = SmtpMailer(SmtpTarget.parse(sink.url))
+    retried = deliver_batch(
+        runtime.sessions, handed[0], up, runtime.settings, runtime.templates, lambda: later
+    )
+    assert retried.sent == 2
+    rows = rows_by_address(runtime).values()
+    assert {row.status for row in rows} == {MessageStatus.SENT} and {row.attempts for row in rows} == {2}
+    assert len(stored_messages(sink.directory)) == 2
+
+
+def test_a_row_is_claimed_once_until_its_lease_runs_out(runtime: Any) -> None:
+    prepare(runtime, PEOPLE)
+    ids = all_ids(runtime)
+    lease = timedelta(minutes=5)
+    with db.transaction(runtime.sessions) as session:
+        assert claim(session, ids, NOW, lease) == ids
+    with db.transaction(runtime.sessions) as session:
+        assert claim(session, ids, NOW + timedelta(minutes=1), lease) == [], "held rows are not claimed twice"
+    handed: list[list[int]] = []
+    assert sweep(runtime.sessions, handed.append, NOW + timedelta(minutes=6), runtime.settings) == len(ids)
+    with db.transaction(runtime.sessions) as session:
+        assert claim(session, ids, NOW + timedelta(minutes=6), lease) == ids, "a dead worker's rows come back"
+
+
+def test_concurrent_claims_split_the_rows_without_overlap(runtime: Any) -> None:
+    prepare(runtime, [f"person{i}@example.org" for i in range(200)])
+    ids = all_ids(runtime)
+    won: list[list[int]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        with db.transaction(runtime.sessions) as session:
+            mine = claim(session, ids, NOW, timedelta(minutes=5))
+        with lock:
+            won.append(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    claimed = [row_id for mine in won for row_id in mine]
+    assert sorted(claimed) == ids, "every row claimed exactly once"
+
+
+def test_starting_a_campaign_twice_makes_no_second_row(runtime: Any) -> None:
+    first = prepare(runtime, PEOPLE)
+    second = campaigns.start_campaign(
+        runtime.sessions, SLUG, "invitation", runtime.settings, runtime.templates, NOW
+    )
+    assert (first.new_rows, second.new_rows) == (5, 0)
+    assert len(all_ids(runtime)) == 5
