@@ -43,15 +43,9 @@ def test_invitations_travel_through_a_real_worker_and_rsvp_changes_the_counts(
     assert report["rejected"] == []
 
     worker = start_worker()
-    started = campaigns.start_campaign(runtime.sessions, SLUG, "invitation", settings, runtime.templates, NOW)
-    handed = campaigns.enqueue_queued(runtime.sessions, started.scope, runtime.enqueue, settings.batch_size)
-    assert handed == started.total == 156
-
-    def delivered() -> bool:
-        with runtime.sessions() as session:
-            return campaigns.progress(session, started.scope)["sent"] == 156
-
-    wait_until(delivered, timeout=120, what="156 invitations marked sent")
+    sent = run_cli(settings, "send", SLUG, "--wait", "--timeout", "120")
+    assert "156 recipients, 156 queued for the workers" in sent.stdout
+    assert "sent 156, failed 0, of 156" in sent.stdout
     assert worker.poll() is None, "the worker died"
 
     files = wait_until(
@@ -110,3 +104,31 @@ def test_invitations_travel_through_a_real_worker_and_rsvp_changes_the_counts(
 
     again = campaigns.start_campaign(runtime.sessions, SLUG, "invitation", settings, runtime.templates, NOW)
     assert again.new_rows == 0, "starting the same campaign again sends nobody a second invitation"
+
+
+def test_the_sweep_task_finds_rows_whose_task_was_lost(
+    runtime: Any, settings: Any, sink: Any, start_worker: Any
+) -> None:
+    from sqlalchemy import update
+
+    from invites.models import OutboundMessage
+    from workers.tasks import sweep_outbox
+
+    run_cli(settings, "event", "load", str(EVENT_FILE))
+    run_cli(settings, "import", str(AUDIENCE_FILE), "--event", SLUG)
+    # The rows are committed but never enqueued, as when the process dies right after the commit.
+    started = campaigns.start_campaign(runtime.sessions, SLUG, "invitation", settings, runtime.templates, NOW)
+    with runtime.sessions() as session, session.begin():
+        session.execute(update(OutboundMessage).values(updated_at=NOW))
+
+    start_worker()
+    sweep_outbox.delay()
+
+    def delivered() -> bool:
+        with runtime.sessions() as session:
+            return campaigns.progress(session, started.scope)["sent"] == 156
+
+    wait_until(delivered, timeout=120, what="the swept rows to be delivered")
+    wait_until(
+        lambda: len(stored_messages(sink.directory)) == 156, timeout=30, what="156 messages in the sink"
+    )
