@@ -1,17 +1,24 @@
-"""Use case: import a recipient list into an event's audience."""
+"""Use case: import a recipient list into an event's audience.
+
+Rows are read one at a time and stored a chunk at a time, so memory stays flat however long the list is.
+Everything happens in the caller's transaction: a crash or a `--strict` rejection stores nothing.
+"""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from invites.audience import Person, Rejection, as_json, parse_people
+from invites.audience import Person, Rejection, RowReader, Table, as_json, open_table
 from invites.errors import InputError
 from invites.models import Event, ImportJob, Invitation, InvitationSource, Recipient, Suppression
+from invites.reference import match_municipality
 from invites.tokens import new_public_id
 
 PERSON_FIELDS = (
@@ -27,6 +34,10 @@ PERSON_FIELDS = (
     "organisation",
     "language",
 )
+CHUNK = 1000
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+Progress = Callable[[int], None]
 
 
 @dataclass
@@ -50,51 +61,55 @@ class ImportReport:
 
 
 def import_list(
-    session: Session, event: Event, data: bytes, filename: str, now: datetime, strict: bool = False
+    session: Session,
+    event: Event,
+    data: bytes,
+    filename: str,
+    now: datetime,
+    strict: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ImportReport:
-    """Add the people in a list to the event's audience, updating the ones it already has.
+    """Import a list held in memory; see `import_stream`."""
+    return import_stream(
+        session, event, io.BytesIO(data), filename, len(data), now, strict=strict, max_bytes=max_bytes
+    )
 
-    Everything happens in the caller's transaction: a failure stores nothing. With `strict`, any rejected
-    row rejects the whole file.
+
+def import_stream(
+    session: Session,
+    event: Event,
+    stream: IO[bytes],
+    filename: str,
+    size: int,
+    now: datetime,
+    *,
+    strict: bool = False,
+    sheet: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    match_place: Callable[[str], str | None] = match_municipality,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Add the people in a list to the event's audience, and update the ones it already has.
+
+    Records an ImportJob with the report. Raises InputError for a file that cannot be read at all, and with
+    `strict` when any row is rejected; the caller's transaction then stores nothing.
     """
-    people, rejected, warnings = parse_people(data)
-    report = ImportReport(rejected=rejected, warnings=warnings)
-    if strict and rejected:
-        first = rejected[0]
-        raise InputError(
-            f"{filename}: {len(rejected)} rows rejected, so nothing was imported "
-            f"(first: line {first.line}, column {first.column!r}: {first.reason})"
-        )
+    try:
+        table = open_table(stream, filename, size, max_bytes, sheet)
+        reader = RowReader(table.header, match_place)
+    except InputError as exc:
+        raise InputError(f"{filename}: {exc}") from exc
     job = ImportJob(event_id=event.id, filename=filename, status="running", created_at=now)
     session.add(job)
     session.flush()
-    seen: set[str] = set()
-    for person in people:
-        if person.email_key in seen:
-            report.duplicates += 1
-            continue
-        seen.add(person.email_key)
-        if session.scalar(select(Suppression.id).where(Suppression.email_key == person.email_key)):
-            report.suppressed += 1
-            continue
-        recipient = _upsert_recipient(session, person, now)
-        invitation = session.scalar(
-            select(Invitation).where(Invitation.event_id == event.id, Invitation.recipient_id == recipient.id)
+    report = _import_rows(session, event, job, table, reader, now, progress)
+    report.warnings = reader.warnings
+    if strict and report.rejected:
+        first = report.rejected[0]
+        raise InputError(
+            f"{filename}: {len(report.rejected)} rows rejected, so nothing was imported "
+            f"(first: line {first.line}, column {first.column!r}: {first.reason})"
         )
-        if invitation is None:
-            session.add(
-                Invitation(
-                    event_id=event.id,
-                    recipient_id=recipient.id,
-                    public_id=new_public_id(),
-                    source=InvitationSource.IMPORT,
-                    import_job_id=job.id,
-                    created_at=now,
-                )
-            )
-            report.accepted += 1
-        else:
-            report.updated += 1
     job.status = "done"
     job.finished_at = now
     job.counts = {k: v for k, v in report.as_dict().items() if isinstance(v, int)}
@@ -103,15 +118,124 @@ def import_list(
     return report
 
 
-def _upsert_recipient(session: Session, person: Person, now: datetime) -> Recipient:
-    recipient = session.scalar(select(Recipient).where(Recipient.email_key == person.email_key))
-    if recipient is None:
-        recipient = Recipient(email_key=person.email_key, created_at=now)
-        session.add(recipient)
-    for name in PERSON_FIELDS:
-        setattr(recipient, name, getattr(person, name))
-    recipient.attributes = {**(recipient.attributes or {}), **person.attributes}
-    recipient.tags = sorted(set(recipient.tags or []) | set(person.tags))
-    recipient.updated_at = now
-    session.flush()
-    return recipient
+def _import_rows(
+    session: Session,
+    event: Event,
+    job: ImportJob,
+    table: Table,
+    reader: RowReader,
+    now: datetime,
+    progress: Progress | None,
+) -> ImportReport:
+    report = ImportReport()
+    seen: set[str] = set()
+    chunk: list[Person] = []
+    rows = 0
+    try:
+        for line, cells in table.rows:
+            rows += 1
+            found = reader.read(line, cells)
+            if isinstance(found, Rejection):
+                report.rejected.append(found)
+            elif found.email_key in seen:
+                report.duplicates += 1
+            else:
+                seen.add(found.email_key)
+                chunk.append(found)
+            if len(chunk) >= CHUNK:
+                _store(session, event, job, chunk, report, now)
+                chunk = []
+                if progress:
+                    progress(rows)
+    except InputError as exc:
+        raise InputError(f"{job.filename}: {exc}") from exc
+    _store(session, event, job, chunk, report, now)
+    if progress:
+        progress(rows)
+    return report
+
+
+def _store(
+    session: Session, event: Event, job: ImportJob, people: list[Person], report: ImportReport, now: datetime
+) -> None:
+    """Store one chunk with a handful of statements, whatever its size."""
+    if not people:
+        return
+    keys = [person.email_key for person in people]
+    suppressed = set(session.scalars(select(Suppression.email_key).where(Suppression.email_key.in_(keys))))
+    if suppressed:
+        report.suppressed += sum(1 for person in people if person.email_key in suppressed)
+        people = [person for person in people if person.email_key not in suppressed]
+    existing = {
+        key: (recipient_id, attributes, tags)
+        for recipient_id, key, attributes, tags in session.execute(
+            select(Recipient.id, Recipient.email_key, Recipient.attributes, Recipient.tags).where(
+                Recipient.email_key.in_(keys)
+            )
+        )
+    }
+    ids: dict[str, int] = {}
+    fresh = [person for person in people if person.email_key not in existing]
+    if fresh:
+        inserted = session.execute(
+            insert(Recipient).returning(Recipient.id, Recipient.email_key),
+            [
+                {
+                    **_fields(person),
+                    "email_key": person.email_key,
+                    "attributes": person.attributes,
+                    "tags": sorted(set(person.tags)),
+                    "undeliverable": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for person in fresh
+            ],
+        )
+        ids.update({key: recipient_id for recipient_id, key in inserted})
+    known = [person for person in people if person.email_key in existing]
+    if known:
+        session.execute(
+            update(Recipient),
+            [
+                {
+                    "id": existing[person.email_key][0],
+                    **_fields(person),
+                    "attributes": {**(existing[person.email_key][1] or {}), **person.attributes},
+                    "tags": sorted(set(existing[person.email_key][2] or []) | set(person.tags)),
+                    "updated_at": now,
+                }
+                for person in known
+            ],
+        )
+        ids.update({person.email_key: existing[person.email_key][0] for person in known})
+    invited = set(
+        session.scalars(
+            select(Invitation.recipient_id).where(
+                Invitation.event_id == event.id, Invitation.recipient_id.in_(ids.values())
+            )
+        )
+    )
+    new_invitations = [
+        {
+            "event_id": event.id,
+            "recipient_id": ids[person.email_key],
+            "public_id": new_public_id(),
+            "token_version": 1,
+            "source": InvitationSource.IMPORT,
+            "guests": 0,
+            "responses": {},
+            "import_job_id": job.id,
+            "created_at": now,
+        }
+        for person in people
+        if ids[person.email_key] not in invited
+    ]
+    if new_invitations:
+        session.execute(insert(Invitation), new_invitations)
+    report.accepted += len(new_invitations)
+    report.updated += len(people) - len(new_invitations)
+
+
+def _fields(person: Person) -> dict[str, Any]:
+    return {name: getattr(person, name) for name in PERSON_FIELDS}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
@@ -68,6 +68,7 @@ def _role_index() -> dict[str, str]:
     return index
 
 
+@lru_cache(maxsize=4096)
 def match_role(text: str) -> str | None:
     """The canonical role key for a role as written in a list, or None when unknown."""
     return _role_index().get(fold(text))
@@ -90,6 +91,7 @@ def _municipality_index(path: Path = DATA / "utrecht-municipalities.csv") -> dic
     return {fold(m.name): m.code for m in municipalities(path).values()}
 
 
+@lru_cache(maxsize=4096)
 def match_municipality(text: str, path: Path = DATA / "utrecht-municipalities.csv") -> str | None:
     """The CBS code for a municipality written by name ("gem. De Bilt") or code ("GM0344"), else None."""
     folded = fold(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from invites.audience import Person, Rejection, header_key, parse_people
@@ -156,7 +158,7 @@ def test_quoted_newline_makes_the_next_line_number_jump() -> None:
     )
     people, rejected, _ = parse_people(data)
     assert people[0].line == 2
-    assert people[0].attributes == {"notitie": "regel een\r\nregel twee\r\nregel drie"}
+    assert people[0].attributes == {"notitie": "regel een\nregel twee\nregel drie"}
     assert [(r.line, r.column) for r in rejected] == [(5, "e-mail")]
 
 
@@ -203,6 +205,11 @@ def test_empty_file_is_an_input_error(data: bytes) -> None:
 
 def test_binary_file_is_an_input_error() -> None:
     with pytest.raises(InputError, match="binary"):
+        parse_people(b"\x7fELF\x02\x01\x01\x00\x00\x00e-mail\njan@example.org\n")
+
+
+def test_a_workbook_named_csv_is_an_input_error() -> None:
+    with pytest.raises(InputError, match=r"Excel workbook, but its name ends in '\.csv'"):
         parse_people(b"PK\x03\x04\x14\x00\x00\x00e-mail\njan@example.org\n")
 
 
@@ -222,3 +229,51 @@ def test_example_audience_file() -> None:
         "mayor",
         "GM0307",
     )
+
+
+ADDRESSES = [
+    "Jan@Example.ORG",
+    "a.b@example.nl",
+    "Postmaster@example.org",
+    "x@localhost",
+    "x@example.test",
+    "a..b@example.org",
+    ".a@example.org",
+    "a@-example.org",
+    "a@example..org",
+    "a@example",
+    "x" * 65 + "@example.org",
+    "a@" + ("b" * 63 + ".") * 4 + "org",
+    "zoë@example.org",
+    "jan@bücher.example",
+    "jan@xn--bcher-kva.example",
+    "MAILER-DAEMON@example.org",
+    "a+tag@example.org",
+    "a@example.org.",
+    "a@[127.0.0.1]",
+    "Jan <j@example.org>",
+    "a@b_c.example.org",
+    "a@1.2.3.4",
+    "a b@example.org",
+    "@example.org",
+    "a@",
+    "a@@example.org",
+    '"a b"@example.org',
+    "ABUSE@Example.Org",
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_check_address_agrees_with_email_validator(address: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from invites.audience import check_address
+
+    def outcome(check: Callable[[], str]) -> str:
+        try:
+            return check()
+        except EmailNotValidError as exc:
+            return f"error: {exc}"
+
+    expected = outcome(lambda: validate_email(address, check_deliverability=False).normalized)
+    assert outcome(lambda: check_address(address)) == expected
