@@ -7,6 +7,7 @@ so a large file is never held in memory whole. Storing them is `invites.imports`
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import re
@@ -86,9 +87,11 @@ def check_address(address: str) -> str:
     checked = ValidatedEmail()
     checked.original = address
     checked.local_part = info["local_part"]
-    checked.ascii_local_part = info["ascii_local_part"]
-    if checked.ascii_local_part.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
-        checked.local_part = checked.ascii_local_part = checked.ascii_local_part.lower()
+    # The plain pattern admits only ASCII, so the local part has an ASCII form.
+    ascii_local = str(info["ascii_local_part"])
+    checked.ascii_local_part = ascii_local
+    if ascii_local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
+        checked.local_part = checked.ascii_local_part = ascii_local.lower()
     checked.domain = checked.ascii_domain = _domain(domain)
     checked.normalized = checked.ascii_email = f"{checked.local_part}@{checked.domain}"
     validate_email_length(checked)
@@ -206,20 +209,23 @@ def _csv_table(stream: IO[bytes], sample: bytes) -> Table:
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         start = reader.line_num + 1
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"near line {start}: the file is not valid {encoding}: {exc.reason}"
-                ) from exc
-            except csv.Error as exc:
-                raise InputError(f"line {start}: {exc}") from exc
-            if any(c.strip() for c in cells):
-                yield start, cells
-            start = reader.line_num + 1
+        try:
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"near line {start}: not valid {encoding}: {exc.reason}") from exc
+                except csv.Error as exc:
+                    raise InputError(f"line {start}: {exc}") from exc
+                if any(c.strip() for c in cells):
+                    yield start, cells
+                start = reader.line_num + 1
+        finally:
+            # The caller owns the byte stream: let go of it rather than close it with the text wrapper.
+            with contextlib.suppress(ValueError):
+                text.detach()
 
     return Table(header, rows(), "csv")
 

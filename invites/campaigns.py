@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites.compose import Composer, message_id, sender_domain
-from invites.errors import InputError
+from invites.errors import InputError, NotFound
 from invites.models import (
     Campaign,
+    CampaignState,
     Event,
     EventStatus,
     Invitation,
@@ -24,6 +26,7 @@ from invites.models import (
     Suppression,
 )
 from invites.rendering import TemplateSet
+from invites.segments import Segment
 from invites.settings import Settings
 
 Enqueue = Callable[[list[int]], None]
@@ -106,8 +109,11 @@ def start_campaign(
     settings: Settings,
     templates: TemplateSet,
     now: datetime,
+    segment: Segment | None = None,
 ) -> StartedCampaign:
     """Create a campaign and one queued outbox row per invited recipient that has none for this message yet.
+
+    With a segment, only the part of the audience it selects.
 
     Commits before returning; the caller enqueues the rows afterwards. Starting the same campaign twice
     adds no second row for anybody: the idempotency key is unique.
@@ -119,7 +125,13 @@ def start_campaign(
         if event.status == EventStatus.CANCELLED and kind != "cancellation":
             raise InputError(f"event {event_slug!r} is cancelled; only a cancellation can be sent")
         check_templates(event, kind, templates, settings, now)
-        campaign = Campaign(event_id=event.id, kind=kind, sequence=event.sequence, created_at=now)
+        campaign = Campaign(
+            event_id=event.id,
+            kind=kind,
+            sequence=event.sequence,
+            segment=(segment or Segment()).as_dict(),
+            created_at=now,
+        )
         session.add(campaign)
         session.flush()
         suppressed = select(Suppression.email_key)
@@ -130,6 +142,7 @@ def start_campaign(
                 Invitation.event_id == event.id,
                 Recipient.undeliverable.is_(False),
                 Recipient.email_key.not_in(suppressed),
+                *(segment or Segment()).conditions(event),
             )
             .order_by(Invitation.id)
         ).all()
@@ -183,25 +196,7 @@ def _insert_missing(session: Session, rows: list[dict[str, object]]) -> int:
 
 def queued_ids(factory: sessionmaker[Session], scope: MessageScope) -> Iterator[list[int]]:
     """The queued rows of a message, in batches of ids, read a batch at a time."""
-    last = 0
-    with factory() as session:
-        while True:
-            ids = list(
-                session.scalars(
-                    select(OutboundMessage.id)
-                    .where(
-                        *scope.where(),
-                        OutboundMessage.status == MessageStatus.QUEUED,
-                        OutboundMessage.id > last,
-                    )
-                    .order_by(OutboundMessage.id)
-                    .limit(1000)
-                )
-            )
-            if not ids:
-                return
-            last = ids[-1]
-            yield ids
+    return ids_where(factory, (*scope.where(), OutboundMessage.status == MessageStatus.QUEUED))
 
 
 def enqueue_queued(
@@ -219,6 +214,133 @@ def enqueue_queued(
 def chunked(items: Sequence[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+def _campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id, with_for_update=True)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_id}")
+    return campaign
+
+
+def pause_campaign(factory: sessionmaker[Session], campaign_id: int, now: datetime) -> Campaign:
+    """Stop handing the campaign's unsent rows to SMTP. Messages already in an SMTP conversation finish;
+    a running batch hands the rest back within seconds. Nothing is lost: `resume_campaign` goes on."""
+    with factory() as session, session.begin():
+        campaign = _campaign(session, campaign_id)
+        if campaign.state != CampaignState.RUNNING:
+            raise InputError(
+                f"campaign {campaign_id} is {campaign.state.value}; only a running one can pause"
+            )
+        campaign.state = CampaignState.PAUSED
+        return campaign
+
+
+def resume_campaign(
+    factory: sessionmaker[Session], campaign_id: int, enqueue: Enqueue, batch_size: int, now: datetime
+) -> int:
+    """Let a paused campaign run again, and hand its unsent rows to the workers; returns how many."""
+    with factory() as session, session.begin():
+        campaign = _campaign(session, campaign_id)
+        if campaign.state != CampaignState.PAUSED:
+            raise InputError(
+                f"campaign {campaign_id} is {campaign.state.value}; only a paused one can resume"
+            )
+        campaign.state = CampaignState.RUNNING
+    where = (
+        OutboundMessage.campaign_id == campaign_id,
+        OutboundMessage.status.in_([MessageStatus.QUEUED, MessageStatus.DEFERRED]),
+    )
+    count = 0
+    for ids in ids_where(factory, where):
+        for batch in chunked(ids, batch_size):
+            enqueue(batch)
+            count += len(batch)
+    return count
+
+
+def cancel_campaign(factory: sessionmaker[Session], campaign_id: int, now: datetime) -> int:
+    """Cancel a campaign for good: its rows not yet sent become `cancelled` and are never sent. Rows in
+    an SMTP conversation at that moment finish. Returns how many rows were cancelled."""
+    with factory() as session, session.begin():
+        campaign = _campaign(session, campaign_id)
+        if campaign.state in (CampaignState.CANCELLED, CampaignState.DONE):
+            raise InputError(f"campaign {campaign_id} is {campaign.state.value} already")
+        campaign.state = CampaignState.CANCELLED
+        campaign.finished_at = now
+        result = session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.campaign_id == campaign_id,
+                OutboundMessage.status.in_([MessageStatus.QUEUED, MessageStatus.DEFERRED]),
+            )
+            .values(status=MessageStatus.CANCELLED, next_attempt_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def ids_where(factory: sessionmaker[Session], where: Sequence[ColumnElement[bool]]) -> Iterator[list[int]]:
+    """The ids of the outbox rows matching `where`, in batches, read a batch at a time."""
+    last = 0
+    with factory() as session:
+        while True:
+            ids = list(
+                session.scalars(
+                    select(OutboundMessage.id)
+                    .where(*where, OutboundMessage.id > last)
+                    .order_by(OutboundMessage.id)
+                    .limit(1000)
+                )
+            )
+            if not ids:
+                return
+            last = ids[-1]
+            yield ids
+
+
+def campaign_progress(session: Session, campaign_id: int, now: datetime) -> dict[str, Any]:
+    """A campaign's state, its rows per status, how many are done, the rate over the last minute
+    (messages sent per second) and, at that rate, the seconds left."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_id}")
+    counts = dict(
+        session.execute(
+            select(OutboundMessage.status, func.count())
+            .where(OutboundMessage.campaign_id == campaign_id)
+            .group_by(OutboundMessage.status)
+        ).all()
+    )
+    result: dict[str, Any] = {
+        "campaign": campaign.id,
+        "kind": campaign.kind,
+        "state": campaign.state.value,
+        **{status.value: int(counts.get(status, 0)) for status in MessageStatus},
+    }
+    result["total"] = sum(int(n) for n in counts.values())
+    result["done"] = sum(int(counts.get(s, 0)) for s in MessageStatus if s.final)
+    window = timedelta(seconds=60)
+    since = max(campaign.created_at, now - window)
+    recent = session.scalar(
+        select(func.count()).where(
+            OutboundMessage.campaign_id == campaign_id,
+            OutboundMessage.sent_at >= since,
+            OutboundMessage.sent_at <= now,
+        )
+    )
+    seconds = max((now - since).total_seconds(), 1.0)
+    rate = (recent or 0) / seconds
+    left = result["total"] - result["done"]
+    result["rate"] = round(rate, 1)
+    result["seconds_left"] = round(left / rate) if rate > 0 and left else (0 if not left else None)
+    return result
+
+
+def campaigns_of(session: Session, event_id: int) -> list[int]:
+    return list(
+        session.scalars(select(Campaign.id).where(Campaign.event_id == event_id).order_by(Campaign.id))
+    )
 
 
 def progress(session: Session, scope: MessageScope) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -11,18 +12,32 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 from sqlalchemy import select
 
 from invites import campaigns, db
-from invites.compose import Composer
+from invites.compose import composer_for, sample_invitation, sample_recipient
 from invites.errors import InputError, NotFound
 from invites.eventfile import parse_event_file
 from invites.events import get_event, load_event
-from invites.imports import import_list
-from invites.models import Invitation, Recipient
+from invites.exports import export_bytes
+from invites.imports import import_stream
+from invites.mailer import SendOutcome, SmtpMailer
+from invites.models import Invitation, MessageStatus, Recipient
 from invites.runtime import Runtime, broker_url
+from invites.segments import Segment, coverage
+from invites.settings import SmtpTarget
+from invites.sink import Sink
 from invites.status import event_status
+from invites.suppression import suppress
 
 app = typer.Typer(
     help="Email and calendar invitations with RSVP.",
@@ -35,8 +50,9 @@ event_app = typer.Typer(help="Events.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(event_app, name="event")
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: a long path or error stays on one line in logs, whatever the terminal's width.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def now() -> datetime:
@@ -88,15 +104,44 @@ def import_command(
     event: Annotated[str, typer.Option("--event", help="slug of the event whose audience this is")],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     strict: Annotated[bool, typer.Option(help="reject the whole file if any row is rejected")] = False,
+    sheet: Annotated[str | None, typer.Option(help="the Excel sheet to read (default: the first)")] = None,
 ) -> None:
-    """Import a recipient list (CSV) into an event's audience."""
+    """Import a recipient list (CSV or Excel) into an event's audience."""
     runtime = Runtime.current()
     try:
-        data = path.read_bytes()
-        with db.transaction(runtime.sessions) as session:
-            report = import_list(session, get_event(session, event), data, path.name, now(), strict=strict)
-    except (InputError, NotFound, OSError) as exc:
-        raise fail(f"{path}: {exc}" if not str(exc).startswith(str(path)) else str(exc)) from exc
+        size = path.stat().st_size
+        with (
+            db.transaction(runtime.sessions) as session,
+            path.open("rb") as stream,
+            Progress(
+                TextColumn("[bold]importing"),
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                disable=as_json or not err.is_terminal,
+                transient=True,
+            ) as bar,
+        ):
+            task = bar.add_task("import", total=size)
+            report = import_stream(
+                session,
+                get_event(session, event),
+                stream,
+                str(path),
+                size,
+                now(),
+                strict=strict,
+                sheet=sheet,
+                max_bytes=runtime.settings.import_max_bytes,
+                progress=lambda _rows: bar.update(task, completed=stream.tell()),
+            )
+    except NotFound as exc:
+        raise fail(str(exc)) from exc
+    except OSError as exc:
+        raise fail(f"{path}: {exc.strerror or exc}") from exc
+    except InputError as exc:
+        raise fail(str(exc)) from exc
     if as_json:
         out.print_json(json.dumps(report.as_dict(), ensure_ascii=False))
         return
@@ -112,6 +157,109 @@ def import_command(
         out.print(f"  warning: {warning}", highlight=False)
 
 
+RoleOption = Annotated[list[str] | None, typer.Option("--role", help="only this role (repeatable)")]
+PlaceOption = Annotated[
+    list[str] | None, typer.Option("--municipality", help="only this municipality, by name or CBS code")
+]
+TagOption = Annotated[list[str] | None, typer.Option("--tag", help="only recipients with this tag")]
+LanguageOption = Annotated[list[str] | None, typer.Option("--language", help="only this language (nl, en)")]
+AttendedOption = Annotated[
+    bool, typer.Option("--attended-previous", help="only who accepted an earlier meeting of the series")
+]
+
+
+def segment_from(
+    roles: list[str] | None,
+    places: list[str] | None,
+    tags: list[str] | None,
+    languages: list[str] | None,
+    attended: bool,
+) -> Segment:
+    try:
+        return Segment.parse(roles or [], places or [], tags or [], languages or [], attended)
+    except InputError as exc:
+        raise fail(str(exc)) from exc
+
+
+@app.command("audience")
+def audience_command(
+    slug: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    role: RoleOption = None,
+    municipality: PlaceOption = None,
+    tag: TagOption = None,
+    language: LanguageOption = None,
+    attended_previous: AttendedOption = False,
+) -> None:
+    """The coverage matrix: recipients per municipality and role (invited, and accepted)."""
+    segment = segment_from(role, municipality, tag, language, attended_previous)
+    runtime = Runtime.current()
+    with runtime.sessions() as session:
+        try:
+            matrix = coverage(session, get_event(session, slug), segment)
+        except NotFound as exc:
+            raise fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps(matrix, ensure_ascii=False))
+        return
+    table = Table(title=f"{slug}: invited (accepted)")
+    table.add_column("gemeente")
+    for key in matrix["roles"]:
+        table.add_column(key, justify="right")
+    table.add_column("total", justify="right")
+    for row in [
+        *matrix["municipalities"],
+        {"name": "total", "roles": matrix["totals"], "total": matrix["totals"]["all"]},
+    ]:
+        cells = [row["roles"][key] for key in matrix["roles"]]
+        table.add_row(
+            row["name"],
+            *(f"{c['invited']} ({c['accepted']})" if c["invited"] else "·" for c in cells),
+            f"{row['total']['invited']} ({row['total']['accepted']})",
+        )
+    out.print(table)
+
+
+@app.command("export")
+def export_command(
+    slug: str,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the file to write (.csv or .xlsx)")],
+    role: RoleOption = None,
+    municipality: PlaceOption = None,
+    tag: TagOption = None,
+    language: LanguageOption = None,
+    attended_previous: AttendedOption = False,
+) -> None:
+    """Export the audience with its answers to CSV or Excel; formulas in cells are neutralised."""
+    segment = segment_from(role, municipality, tag, language, attended_previous)
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "xlsx"):
+        raise fail(f"{output}: the name must end in .csv or .xlsx")
+    runtime = Runtime.current()
+    with runtime.sessions() as session:
+        try:
+            data = export_bytes(session, get_event(session, slug), fmt, segment)
+        except NotFound as exc:
+            raise fail(str(exc)) from exc
+    output.write_bytes(data)
+    out.print(f"wrote {output}")
+
+
+@app.command("suppress")
+def suppress_command(
+    address: str,
+    reason: Annotated[str, typer.Option(help="unsubscribed, hard-bounce, erased or organiser")] = "organiser",
+) -> None:
+    """Never invite this address again; later imports report it as suppressed."""
+    runtime = Runtime.current()
+    try:
+        with db.transaction(runtime.sessions) as session:
+            added = suppress(session, address, reason, now())
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    out.print(f"{address}: {'suppressed' if added else 'was already suppressed'}", highlight=False)
+
+
 def wait_for_delivery(
     runtime: Runtime, scope: campaigns.MessageScope, timeout: float, quiet: bool
 ) -> dict[str, int]:
@@ -121,16 +269,21 @@ def wait_for_delivery(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.1f}/s"),
         TimeRemainingColumn(),
         console=err,
         disable=quiet,
         transient=False,
     ) as bar:
-        task = bar.add_task("delivering", total=None)
+        task = bar.add_task("delivering", total=None, rate=0.0)
+        began = time.monotonic()
+        first: int | None = None
         while True:
             with runtime.sessions() as session:
                 counts = campaigns.progress(session, scope)
-            bar.update(task, total=counts["total"], completed=counts["done"])
+            first = counts["done"] if first is None else first
+            rate = (counts["done"] - first) / max(time.monotonic() - began, 1e-3)
+            bar.update(task, total=counts["total"], completed=counts["done"], rate=rate)
             if counts["done"] >= counts["total"]:
                 return counts
             if time.monotonic() > deadline:
@@ -144,9 +297,18 @@ def send(
     kind: Annotated[str, typer.Option(help="the message to send")] = "invitation",
     wait: Annotated[bool, typer.Option(help="wait until every message is delivered")] = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 600,
+    test_to: Annotated[
+        str | None,
+        typer.Option("--test-to", help="send one test message, for a made-up person, to this address only"),
+    ] = None,
+    lang: Annotated[str | None, typer.Option(help="nl or en, with --test-to")] = None,
 ) -> None:
-    """Send a message to the event's audience through the workers."""
+    """Send a message to the event's audience through the workers (or, with --test-to, one test message
+    straight to SMTP)."""
     runtime = Runtime.current()
+    if test_to:
+        send_test(runtime, slug, kind, test_to, lang)
+        return
     try:
         started = campaigns.start_campaign(
             runtime.sessions, slug, kind, runtime.settings, runtime.templates, now()
@@ -162,6 +324,41 @@ def send(
         out.print(f"sent {counts['sent']}, failed {counts['failed']}, of {counts['total']}")
 
 
+def send_test(runtime: Runtime, slug: str, kind: str, address: str, lang: str | None) -> None:
+    """Compose the message for a made-up person at `address` and hand it to INVITES_SMTP_URL right away
+    (without one, to a local sink writing var/outbox). No outbox row: nobody in the audience is touched."""
+    with runtime.sessions() as session:
+        try:
+            event = get_event(session, slug)
+            composer = composer_for(runtime.settings, event, kind, runtime.templates, now(), test=True)
+            composed = composer.compose(
+                sample_recipient(address.strip(), lang or event.language), sample_invitation(kind), lang
+            )
+        except (InputError, NotFound) as exc:
+            raise fail(str(exc)) from exc
+    target, sink = runtime.settings.smtp, None
+    if target is None:
+        sink = Sink(runtime.settings.outbox_dir).start()
+        target = SmtpTarget.parse(sink.url)
+    try:
+        mailer = SmtpMailer(target)
+        outcome = asyncio.run(_send_once(mailer, runtime.settings.sender, composed.to, composed.data))
+    finally:
+        if sink is not None:
+            sink.stop()
+    where = f"the local sink ({runtime.settings.outbox_dir})" if sink else f"{target.host}:{target.port}"
+    if outcome.status != MessageStatus.SENT:
+        raise fail(f"test message to {composed.to} not sent: {outcome.reply}")
+    out.print(f"test {kind} sent to {composed.to} via {where}: {outcome.reply}", highlight=False)
+
+
+async def _send_once(mailer: SmtpMailer, sender: str, recipient: str, data: bytes) -> SendOutcome:
+    try:
+        return await mailer.send(sender, recipient, data)
+    finally:
+        await mailer.close()
+
+
 @app.command("status")
 def status(slug: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The counts: invited, sent, failed, and the answers."""
@@ -171,11 +368,98 @@ def status(slug: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
             counts = event_status(session, get_event(session, slug))
         except NotFound as exc:
             raise fail(str(exc)) from exc
+        counts["campaigns"] = [
+            campaigns.campaign_progress(session, campaign_id, now())
+            for campaign_id in campaigns.campaigns_of(session, get_event(session, slug).id)
+        ]
     if as_json:
         out.print_json(json.dumps(counts, ensure_ascii=False))
         return
     for key, value in counts.items():
-        out.print(f"{key:>10}  {value}", highlight=False)
+        if key != "campaigns":
+            out.print(f"{key:>10}  {value}", highlight=False)
+    for c in counts["campaigns"]:
+        left = "?" if c["seconds_left"] is None else f"{c['seconds_left']}s"
+        out.print(
+            f"campaign {c['campaign']} ({c['kind']}, {c['state']}): {c['sent']} sent of {c['total']}, "
+            f"{c['failed']} failed, {c['deferred']} deferred, {c['cancelled']} cancelled; "
+            f"{c['rate']}/s, {left} left",
+            highlight=False,
+        )
+
+
+campaign_app = typer.Typer(help="Pause, resume or cancel a campaign.", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign_id: int) -> None:
+    """Stop sending a campaign's remaining messages until it is resumed."""
+    runtime = Runtime.current()
+    try:
+        campaigns.pause_campaign(runtime.sessions, campaign_id, now())
+    except (InputError, NotFound) as exc:
+        raise fail(str(exc)) from exc
+    out.print(f"campaign {campaign_id} paused")
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign_id: int) -> None:
+    """Go on sending a paused campaign."""
+    runtime = Runtime.current()
+    try:
+        handed = campaigns.resume_campaign(
+            runtime.sessions, campaign_id, runtime.enqueue, runtime.settings.batch_size, now()
+        )
+    except (InputError, NotFound) as exc:
+        raise fail(str(exc)) from exc
+    out.print(f"campaign {campaign_id} resumed; {handed} messages queued for the workers")
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(campaign_id: int) -> None:
+    """Cancel a campaign for good: its messages not yet sent are never sent."""
+    runtime = Runtime.current()
+    try:
+        cancelled = campaigns.cancel_campaign(runtime.sessions, campaign_id, now())
+    except (InputError, NotFound) as exc:
+        raise fail(str(exc)) from exc
+    out.print(f"campaign {campaign_id} cancelled; {cancelled} messages will not be sent")
+
+
+bounces_app = typer.Typer(help="Bounces: delivery status notifications.", no_args_is_help=True)
+app.add_typer(bounces_app, name="bounces")
+
+
+@bounces_app.command("poll")
+def bounces_poll() -> None:
+    """Read the bounce mailbox (INVITES_BOUNCE_IMAP_URL) once."""
+    runtime = Runtime.current()
+    if not runtime.settings.bounce_imap_url:
+        raise fail("INVITES_BOUNCE_IMAP_URL is not set")
+    out.print(f"{runtime.poll_bounces(now())} messages read")
+
+
+@bounces_app.command("serve")
+def bounces_serve(host: str = "127.0.0.1", port: int = 2525) -> None:
+    """Receive bounces over SMTP (aiosmtpd) at the VERP addresses, until Ctrl-C."""
+    import threading
+
+    from aiosmtpd.controller import Controller
+
+    from invites.bounces import InboundHandler
+
+    runtime = Runtime.current()
+    handler = InboundHandler(runtime.sessions, runtime.settings.secret_key, now)
+    controller = Controller(handler, hostname=host, port=port, decode_data=False)
+    controller.start()
+    out.print(f"receiving bounces on {host}:{port}; press Ctrl-C to stop", highlight=False)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
 
 
 @app.command("render")
@@ -200,15 +484,7 @@ def render_command(
             ).first()
             if row is None:
                 raise NotFound(f"{to} is not invited to {slug}")
-            composer = Composer(
-                event,
-                kind,
-                runtime.templates,
-                sender=runtime.settings.sender,
-                base_url=runtime.settings.base_url,
-                secret=runtime.settings.secret_key,
-                now=now(),
-            )
+            composer = composer_for(runtime.settings, event, kind, runtime.templates, now())
             composed = composer.compose(row[0], row[1], lang)
         except (InputError, NotFound) as exc:
             raise fail(str(exc)) from exc

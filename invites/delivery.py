@@ -3,6 +3,10 @@
 A row is claimed (status `sending` plus a lease, taken atomically) before any SMTP conversation, and its
 outcome is committed right after the server's reply. A row can therefore be sent twice only when a worker
 dies between the server's 250 and that commit; both copies then carry the same Message-ID.
+
+Within a batch, as many messages are in flight as the mailer has connections. Each one waits for its own
+outcome to be committed before it takes the next row (the commits of several are grouped into one
+transaction), so a worker that dies can have sent at most that many messages without recording them.
 """
 
 from __future__ import annotations
@@ -10,18 +14,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from invites.compose import Composer
+from invites.bounces import verp_address
+from invites.compose import Composer, sender_domain
 from invites.errors import InputError
 from invites.mailer import Mailer, SendOutcome
-from invites.models import Event, Invitation, MessageStatus, OutboundMessage, Recipient
+from invites.models import (
+    Campaign,
+    CampaignState,
+    Event,
+    Invitation,
+    MessageStatus,
+    OutboundMessage,
+    Recipient,
+)
 from invites.rendering import TemplateSet
 from invites.settings import Settings
+from invites.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +45,58 @@ Enqueue = Callable[[list[int]], None]
 
 # Seconds to wait before each retry of a deferred message; the last delay repeats.
 RETRY_DELAYS = (60, 300, 900, 1800, 3600)
+# A batch hands rows due again within this long back to the queue itself (a short countdown); later
+# ones are left to the sweep, so no task ever waits in Redis long enough to outlive its visibility timeout.
+REQUEUE_WITHIN = 120.0
+# How often a running batch looks whether its campaign was paused or cancelled.
+CAMPAIGN_CHECK_SECONDS = 2.0
+STOPPED = (CampaignState.PAUSED, CampaignState.CANCELLED)
 
 
 def retry_delay(attempts: int, delays: Sequence[int] = RETRY_DELAYS) -> timedelta:
     return timedelta(seconds=delays[min(max(attempts, 1), len(delays)) - 1])
 
 
+def parse_schedule(text: str) -> tuple[int, ...]:
+    """'60,300,900' → (60, 300, 900): INVITES_RETRY_SCHEDULE, seconds before each retry."""
+    try:
+        delays = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        delays = ()
+    if not delays or min(delays) <= 0:
+        raise ValueError(f"INVITES_RETRY_SCHEDULE {text!r} must be positive seconds such as '60,300,900'")
+    return delays
+
+
+def give_up_at(event_starts_at: datetime, created_at: datetime, lifetime_seconds: int) -> datetime:
+    """When a message stops being retried: `lifetime_seconds` after it was queued, or else when the
+    event starts (an invitation that arrives after the meeting is no use)."""
+    if lifetime_seconds > 0:
+        return created_at + timedelta(seconds=lifetime_seconds)
+    return event_starts_at
+
+
+def after_deferral(
+    attempts: int, now: datetime, deadline: datetime, delays: Sequence[int]
+) -> datetime | None:
+    """When to try a deferred message again, or None when that would be past its deadline."""
+    due = now + retry_delay(attempts, delays)
+    return due if due <= deadline else None
+
+
+def campaign_live() -> ColumnElement[bool]:
+    """Rows whose campaign is neither paused nor cancelled (rows without a campaign always are)."""
+    return ~exists().where(Campaign.id == OutboundMessage.campaign_id, Campaign.state.in_(STOPPED))
+
+
 def claimable(now: datetime) -> ColumnElement[bool]:
-    return or_(
-        OutboundMessage.status == MessageStatus.QUEUED,
-        and_(OutboundMessage.status == MessageStatus.DEFERRED, OutboundMessage.next_attempt_at <= now),
-        and_(OutboundMessage.status == MessageStatus.SENDING, OutboundMessage.lease_until < now),
+    return and_(
+        or_(
+            OutboundMessage.status == MessageStatus.QUEUED,
+            and_(OutboundMessage.status == MessageStatus.DEFERRED, OutboundMessage.next_attempt_at <= now),
+            and_(OutboundMessage.status == MessageStatus.SENDING, OutboundMessage.lease_until < now),
+        ),
+        campaign_live(),
     )
 
 
@@ -48,13 +104,13 @@ def claim(session: Session, ids: Sequence[int], now: datetime, lease: timedelta)
     """Atomically take the rows among `ids` that nobody else holds; returns the ids now ours.
 
     PostgreSQL skips rows another worker has locked (FOR UPDATE SKIP LOCKED); SQLite serialises writers,
-    so the conditional UPDATE alone is atomic there.
+    so the conditional UPDATE alone is atomic there. Rows of a paused or cancelled campaign are left alone.
     """
     if not ids:
         return []
     candidates = select(OutboundMessage.id).where(OutboundMessage.id.in_(ids), claimable(now))
     if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        candidates = candidates.with_for_update(of=OutboundMessage, skip_locked=True)
     statement = (
         update(OutboundMessage)
         .where(OutboundMessage.id.in_(candidates.scalar_subquery()), claimable(now))
@@ -76,6 +132,95 @@ class BatchResult:
     sent: int
     deferred: int
     failed: int
+    # Rows handed back unsent: throttled, out of lease time, or their campaign was paused.
+    released: int = 0
+    # Rows due again soon, and in how many seconds: the caller re-enqueues them with that countdown.
+    again: tuple[int, ...] = ()
+    again_in: float = 0.0
+
+
+@dataclass
+class _Row:
+    message: OutboundMessage
+    recipient: Recipient
+    invitation: Invitation | None
+    event: Event
+    deadline: datetime
+
+
+# One outcome, as the bound parameters of the UPDATE that records it.
+_OUTBOX = cast(Table, OutboundMessage.__table__)
+_RECORD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("new_status"),
+        attempts=bindparam("new_attempts"),
+        last_reply=bindparam("new_reply"),
+        next_attempt_at=bindparam("new_next"),
+        sent_at=bindparam("new_sent_at"),
+        lease_until=None,
+        updated_at=bindparam("new_updated_at"),
+    )
+)
+
+
+class _Recorder:
+    """Commits outcomes as they come, grouping those that arrive while a commit runs into the next one.
+
+    `record` returns only once its outcome is committed.
+    """
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+        self.pending: list[dict[str, Any]] = []
+        self.waiting: asyncio.Future[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
+
+    async def record(self, change: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        self.pending.append(change)
+        if self.waiting is None:
+            self.waiting = loop.create_future()
+        waiting = self.waiting
+        if self.writer is None or self.writer.done():
+            self.writer = loop.create_task(self._write_all())
+        await asyncio.shield(waiting)
+
+    async def _write_all(self) -> None:
+        while self.pending:
+            changes, self.pending = self.pending, []
+            waiting, self.waiting = self.waiting, None
+            assert waiting is not None
+            try:
+                await asyncio.to_thread(self._write, changes)
+            except Exception as exc:  # every waiter hears of it; the batch then fails as a whole
+                waiting.set_exception(exc)
+                waiting.exception()  # marks it retrieved when nobody waits any more
+            else:
+                waiting.set_result(None)
+
+    def _write(self, changes: list[dict[str, Any]]) -> None:
+        with self.factory() as session, session.begin():
+            # Core executemany: one statement, many rows, no ORM bookkeeping.
+            session.connection().execute(_RECORD, changes)
+
+
+@dataclass
+class _Batch:
+    """The state shared by the concurrent senders of one batch."""
+
+    rows: list[_Row]
+    settings: Settings
+    delays: tuple[int, ...]
+    stop_at: datetime
+    envelope_domain: str | None
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0, "released": 0}
+    )
+    again: dict[int, datetime] = field(default_factory=dict)
+    stopped: dict[int, CampaignState] = field(default_factory=dict)
+    checked_at: float = 0.0
 
 
 def deliver_batch(
@@ -85,100 +230,293 @@ def deliver_batch(
     settings: Settings,
     templates: TemplateSet,
     clock: Clock,
+    *,
+    throttle: Throttle | None = None,
 ) -> BatchResult:
-    """Claim the given outbox rows, compose and send each, and record every outcome as it happens."""
-    return asyncio.run(_deliver(factory, ids, mailer, settings, templates, clock))
+    """Claim the given outbox rows, compose and send each, and record every outcome as it happens.
+
+    Runs its own event loop and closes the mailer and the throttle at the end; a worker that keeps its
+    connections between batches awaits `deliver` on its own loop instead.
+    """
+
+    async def run() -> BatchResult:
+        try:
+            return await deliver(factory, ids, mailer, settings, templates, clock, throttle=throttle)
+        finally:
+            close = getattr(mailer, "close", None)
+            if close is not None:
+                await close()
+            if throttle is not None:
+                await throttle.close()
+
+    return asyncio.run(run())
 
 
-async def _deliver(
+async def deliver(
     factory: sessionmaker[Session],
     ids: Sequence[int],
     mailer: Mailer,
     settings: Settings,
     templates: TemplateSet,
     clock: Clock,
+    *,
+    throttle: Throttle | None = None,
+    verp: bool = True,
 ) -> BatchResult:
+    """Claim the given outbox rows and deliver them through `mailer`, `mailer.size` at a time.
+
+    Changes each claimed row to sent, deferred (with its next attempt), failed (with the reason) or, when
+    it could not be tried (throttled, out of lease time, campaign paused or cancelled), back to where it
+    was. A deferral past the message's deadline fails it instead.
+    """
+    now = clock()
+    lease = timedelta(seconds=settings.lease_seconds)
     with factory() as session:
         with session.begin():
-            mine = claim(session, ids, clock(), timedelta(seconds=settings.lease_seconds))
+            mine = claim(session, ids, now, lease)
         if not mine:
             return BatchResult(0, 0, 0, 0)
-        rows = session.execute(
-            select(OutboundMessage, Recipient, Invitation)
-            .join(Recipient, Recipient.id == OutboundMessage.recipient_id)
-            .join(Invitation, Invitation.id == OutboundMessage.invitation_id)
-            .where(OutboundMessage.id.in_(mine))
-            .order_by(OutboundMessage.id)
-        ).all()
-        events = {
-            event.id: event
-            for event in session.scalars(
-                select(Event).where(Event.id.in_({message.event_id for message, _, _ in rows}))
-            )
-        }
-        session.commit()  # end the read; each outcome below commits on its own
-        composers: dict[tuple[int, str], Composer] = {}
-        counts = {MessageStatus.SENT: 0, MessageStatus.DEFERRED: 0, MessageStatus.FAILED: 0}
-        try:
-            for message, recipient, invitation in rows:
-                key = (message.event_id, message.kind)
-                if key not in composers:
-                    composers[key] = Composer(
-                        events[message.event_id],
-                        message.kind,
-                        templates,
-                        sender=settings.sender,
-                        base_url=settings.base_url,
-                        secret=settings.secret_key,
-                        now=clock(),
-                    )
-                try:
-                    composed = composers[key].compose(recipient, invitation, message.language)
-                except InputError as exc:
-                    outcome = SendOutcome(MessageStatus.FAILED, f"could not compose: {exc}")
-                else:
-                    outcome = await mailer.send(settings.sender, composed.to, composed.data)
-                _record(session, message, outcome, clock())
-                session.commit()
-                counts[outcome.status] += 1
-        finally:
-            await mailer.close()
+        rows = _load(session, mine, settings)
+    # No send starts so late that it could still run when the lease ends and another worker may claim.
+    margin = max(lease - timedelta(seconds=settings.smtp_timeout + 5), lease / 2)
+    batch = _Batch(
+        rows=rows,
+        settings=settings,
+        delays=parse_schedule(settings.retry_schedule),
+        stop_at=now + margin,
+        envelope_domain=(settings.bounce_domain or sender_domain(settings.sender)) if verp else None,
+    )
+    composers: dict[tuple[int, str], Composer] = {}
+    recorder = _Recorder(factory)
+    queue = list(reversed(rows))
+
+    async def sender() -> None:
+        while queue:
+            row = queue.pop()
+            await _deliver_one(row, batch, composers, templates, mailer, recorder, throttle, clock, factory)
+
+    # A sender that fails stops the others; the rows left in `sending` come back through the sweep.
+    async with asyncio.TaskGroup() as senders:
+        for _ in range(max(1, min(mailer.size, len(rows)))):
+            senders.create_task(sender())
+    again: tuple[int, ...] = ()
+    again_in = 0.0
+    if batch.again:
+        horizon = clock() + timedelta(seconds=REQUEUE_WITHIN)
+        soon = {row_id: due for row_id, due in batch.again.items() if due <= horizon}
+        if soon:
+            again = tuple(sorted(soon))
+            again_in = max(0.0, (min(soon.values()) - clock()).total_seconds())
+    counts = batch.counts
     return BatchResult(
-        len(mine), counts[MessageStatus.SENT], counts[MessageStatus.DEFERRED], counts[MessageStatus.FAILED]
+        len(mine), counts["sent"], counts["deferred"], counts["failed"], counts["released"], again, again_in
     )
 
 
-def _record(session: Session, message: OutboundMessage, outcome: SendOutcome, now: datetime) -> None:
-    session.add(message)
-    message.last_reply = outcome.reply[:2000]
-    message.updated_at = now
-    message.lease_until = None
-    message.status = outcome.status
-    if outcome.status == MessageStatus.SENT:
-        message.sent_at = now
-        message.next_attempt_at = None
-    elif outcome.status == MessageStatus.DEFERRED:
-        message.next_attempt_at = now + retry_delay(message.attempts)
-    log.info(
-        "message %s to %s: %s (%s)", message.id, message.to_address, outcome.status.value, outcome.reply[:200]
+def _load(session: Session, ids: list[int], settings: Settings) -> list[_Row]:
+    found = session.execute(
+        select(OutboundMessage, Recipient, Invitation, Event)
+        .join(Recipient, Recipient.id == OutboundMessage.recipient_id)
+        .join(Event, Event.id == OutboundMessage.event_id)
+        .outerjoin(Invitation, Invitation.id == OutboundMessage.invitation_id)
+        .where(OutboundMessage.id.in_(ids))
+        .order_by(OutboundMessage.id)
+    ).all()
+    # The composers need the events' programmes; read them now, while the session is open.
+    for event in {event.id: event for *_, event in found}.values():
+        _ = event.programme
+    session.commit()
+    return [
+        _Row(
+            message,
+            recipient,
+            invitation,
+            event,
+            give_up_at(event.starts_at, message.created_at, settings.message_lifetime),
+        )
+        for message, recipient, invitation, event in found
+    ]
+
+
+async def _deliver_one(
+    row: _Row,
+    batch: _Batch,
+    composers: dict[tuple[int, str], Composer],
+    templates: TemplateSet,
+    mailer: Mailer,
+    recorder: _Recorder,
+    throttle: Throttle | None,
+    clock: Clock,
+    factory: sessionmaker[Session],
+) -> None:
+    message = row.message
+    now = clock()
+    if now >= batch.stop_at:
+        await _release(row, batch, recorder, MessageStatus.DEFERRED, now, now, "")
+        return
+    stopped = await _campaign_stopped(message.campaign_id, batch, factory)
+    if stopped is not None:
+        status = MessageStatus.CANCELLED if stopped == CampaignState.CANCELLED else MessageStatus.QUEUED
+        await _release(row, batch, recorder, status, now, None, "")
+        return
+    settings = batch.settings
+    key = (message.event_id, message.kind)
+    try:
+        if row.invitation is None:
+            raise InputError("the message has no invitation to compose from")
+        if key not in composers:
+            composers[key] = Composer(
+                row.event,
+                message.kind,
+                templates,
+                sender=settings.sender,
+                base_url=settings.base_url,
+                secret=settings.secret_key,
+                now=now,
+            )
+        composed = composers[key].compose(row.recipient, row.invitation, message.language)
+    except InputError as exc:
+        outcome = SendOutcome(MessageStatus.FAILED, f"could not compose: {exc}")
+    except (
+        Exception
+    ) as exc:  # a bug in a template or the composer: fail this row, not the whole batch forever
+        log.exception("could not compose message %s", message.id)
+        outcome = SendOutcome(MessageStatus.FAILED, f"could not compose: {type(exc).__name__}: {exc}")
+    else:
+        if throttle is not None:
+            slot = await throttle.reserve(_domain(message.to_address), settings.throttle_max_wait)
+            if not slot.granted:
+                due = clock() + timedelta(seconds=slot.wait)
+                await _release(row, batch, recorder, MessageStatus.DEFERRED, clock(), due, "")
+                return
+            if slot.wait > 0:
+                await asyncio.sleep(slot.wait)
+        envelope_from = (
+            verp_address(settings.secret_key, message.id, batch.envelope_domain)
+            if batch.envelope_domain
+            else settings.sender
+        )
+        outcome = await mailer.send(envelope_from, composed.to, composed.data)
+    await _record(row, outcome, batch, recorder, clock())
+
+
+async def _campaign_stopped(
+    campaign_id: int | None, batch: _Batch, factory: sessionmaker[Session]
+) -> CampaignState | None:
+    """Whether the row's campaign was paused or cancelled since the batch began (looked up every
+    CAMPAIGN_CHECK_SECONDS, for all of the batch's campaigns at once)."""
+    if campaign_id is None:
+        return None
+    loop = asyncio.get_running_loop()
+    if loop.time() - batch.checked_at >= CAMPAIGN_CHECK_SECONDS:
+        batch.checked_at = loop.time()
+        ids = {row.message.campaign_id for row in batch.rows if row.message.campaign_id is not None}
+
+        def look() -> dict[int, CampaignState]:
+            with factory() as session:
+                found = session.execute(
+                    select(Campaign.id, Campaign.state).where(
+                        Campaign.id.in_(ids), Campaign.state.in_(STOPPED)
+                    )
+                )
+                return {campaign: state for campaign, state in found}
+
+        batch.stopped = await asyncio.to_thread(look)
+    return batch.stopped.get(campaign_id)
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1].lower()
+
+
+async def _release(
+    row: _Row,
+    batch: _Batch,
+    recorder: _Recorder,
+    status: MessageStatus,
+    now: datetime,
+    due: datetime | None,
+    reply: str,
+) -> None:
+    """Hand a claimed row back unsent; the claim's attempt does not count."""
+    message = row.message
+    await recorder.record(
+        {
+            "row_id": message.id,
+            "new_status": status,
+            "new_attempts": max(0, message.attempts - 1),
+            "new_reply": reply or message.last_reply,
+            "new_next": due,
+            "new_sent_at": None,
+            "new_updated_at": now,
+        }
     )
+    batch.counts["released"] += 1
+    if due is not None:
+        batch.again[message.id] = due
+
+
+async def _record(row: _Row, outcome: SendOutcome, batch: _Batch, recorder: _Recorder, now: datetime) -> None:
+    message = row.message
+    status = outcome.status
+    reply = outcome.reply[:2000]
+    due: datetime | None = None
+    if status == MessageStatus.DEFERRED:
+        due = after_deferral(message.attempts, now, row.deadline, batch.delays)
+        if due is None:
+            status = MessageStatus.FAILED
+            reply = f"gave up after {message.attempts} attempts: {reply}"[:2000]
+    await recorder.record(
+        {
+            "row_id": message.id,
+            "new_status": status,
+            "new_attempts": message.attempts,
+            "new_reply": reply,
+            "new_next": due,
+            "new_sent_at": now if status == MessageStatus.SENT else None,
+            "new_updated_at": now,
+        }
+    )
+    batch.counts[status.value] += 1
+    if due is not None:
+        batch.again[message.id] = due
+    log.info("message %s to %s: %s (%s)", message.id, message.to_address, status.value, reply[:200])
 
 
 def sweep(factory: sessionmaker[Session], enqueue: Enqueue, now: datetime, settings: Settings) -> int:
     """Find outbox rows that need a worker and hand them on: deferred rows whose retry is due, rows stuck
-    in `sending` past their lease, and `queued` rows whose task was lost. Returns how many ids went out.
+    in `sending` past their lease, and `queued` rows whose task was lost. Rows of a cancelled campaign
+    that are still unsent become cancelled; those of a paused one wait. Returns how many ids went out.
 
     Handing a row on twice is harmless: only one worker can claim it.
     """
     stale = now - timedelta(seconds=settings.lease_seconds)
-    condition = or_(
-        and_(OutboundMessage.status == MessageStatus.QUEUED, OutboundMessage.updated_at < stale),
-        and_(OutboundMessage.status == MessageStatus.DEFERRED, OutboundMessage.next_attempt_at <= now),
-        and_(OutboundMessage.status == MessageStatus.SENDING, OutboundMessage.lease_until < now),
+    condition = and_(
+        or_(
+            and_(OutboundMessage.status == MessageStatus.QUEUED, OutboundMessage.updated_at < stale),
+            and_(OutboundMessage.status == MessageStatus.DEFERRED, OutboundMessage.next_attempt_at <= now),
+            and_(OutboundMessage.status == MessageStatus.SENDING, OutboundMessage.lease_until < now),
+        ),
+        campaign_live(),
     )
     count = 0
     last = 0
     with factory() as session:
+        session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.campaign_id.in_(
+                    select(Campaign.id).where(Campaign.state == CampaignState.CANCELLED)
+                ),
+                or_(
+                    OutboundMessage.status.in_([MessageStatus.QUEUED, MessageStatus.DEFERRED]),
+                    and_(OutboundMessage.status == MessageStatus.SENDING, OutboundMessage.lease_until < now),
+                ),
+            )
+            .values(status=MessageStatus.CANCELLED, lease_until=None, next_attempt_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
         while True:
             ids = list(
                 session.scalars(

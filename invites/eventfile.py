@@ -65,7 +65,7 @@ class EventSpec:
 
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-KNOWN_TOP = {
+KNOWN_TOP = {  # "rsvp" is checked here too, and kept in `extra` for the RSVP page
     "slug",
     "title",
     "subtitle",
@@ -244,6 +244,10 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
             )
         )
 
+    extra = {k: v for k, v in raw.items() if k not in KNOWN_TOP}
+    if "rsvp" in raw:
+        extra["rsvp"] = _rsvp_options(top.sub("rsvp"))
+
     return EventSpec(
         slug=slug,
         title=top.text("title"),
@@ -273,5 +277,50 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
         rsvp_deadline=top.local_datetime("rsvp_deadline", zone),
         series=series,
         programme=programme,
-        extra={k: v for k, v in raw.items() if k not in KNOWN_TOP},
+        extra=extra,
     )
+
+
+QUESTION_TYPES = ("text", "choice", "yesno", "number")
+
+
+def _rsvp_options(rsvp: _Reader) -> dict[str, Any]:
+    """The [rsvp] table: guests allowed, the standard questions asked, and custom [[rsvp.questions]]."""
+    max_guests = rsvp.optional("max_guests", int, "a whole number")
+    if max_guests is not None and not 0 <= max_guests <= 20:
+        raise rsvp.fail("max_guests", "must be between 0 and 20")
+    options: dict[str, Any] = {"max_guests": max_guests or 0}
+    for flag in ("dietary", "accessibility", "remark"):
+        options[flag] = bool(rsvp.optional(flag, bool, "true or false"))
+    questions = rsvp.table.get("questions", [])
+    if not isinstance(questions, list):
+        raise rsvp.fail("questions", "must be a list of [[rsvp.questions]] tables")
+    seen: set[str] = {"guests", "dietary", "accessibility", "remark"}
+    options["questions"] = []
+    for index, item in enumerate(questions, start=1):
+        if not isinstance(item, dict):
+            raise rsvp.fail("questions", f"item {index} must be a table")
+        question = _Reader(rsvp.source, item, f"rsvp.questions[{index}].")
+        key = question.text("key")
+        if not SLUG.fullmatch(key.replace("_", "-")) or key in seen:
+            raise question.fail("key", f"{key!r} must be unique, lower-case letters, digits, - or _")
+        seen.add(key)
+        kind = question.text("type", "text")
+        if kind not in QUESTION_TYPES:
+            raise question.fail("type", f"{kind!r} is not one of {', '.join(QUESTION_TYPES)}")
+        choices = item.get("choices", [])
+        if kind == "choice" and (
+            not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices)
+        ):
+            raise question.fail("choices", "a choice question needs a list of at least two texts")
+        options["questions"].append(
+            {
+                "key": key,
+                "label": question.text("label"),
+                "label_en": question.text("label_en", "") or question.text("label"),
+                "type": kind,
+                "choices": list(choices) if kind == "choice" else [],
+                "required": bool(question.optional("required", bool, "true or false")),
+            }
+        )
+    return options

@@ -7,13 +7,15 @@ Everything happens in the caller's transaction: a crash or a `--strict` rejectio
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path, PurePath
 from typing import IO, Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from invites.audience import Person, Rejection, RowReader, Table, as_json, open_table
 from invites.errors import InputError
@@ -34,6 +36,7 @@ PERSON_FIELDS = (
     "organisation",
     "language",
 )
+log = logging.getLogger(__name__)
 CHUNK = 1000
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
@@ -88,6 +91,7 @@ def import_stream(
     max_bytes: int = DEFAULT_MAX_BYTES,
     match_place: Callable[[str], str | None] = match_municipality,
     progress: Progress | None = None,
+    job: ImportJob | None = None,
 ) -> ImportReport:
     """Add the people in a list to the event's audience, and update the ones it already has.
 
@@ -99,8 +103,10 @@ def import_stream(
         reader = RowReader(table.header, match_place)
     except InputError as exc:
         raise InputError(f"{filename}: {exc}") from exc
-    job = ImportJob(event_id=event.id, filename=filename, status="running", created_at=now)
-    session.add(job)
+    if job is None:
+        job = ImportJob(event_id=event.id, filename=filename, created_at=now)
+        session.add(job)
+    job.status = "running"
     session.flush()
     report = _import_rows(session, event, job, table, reader, now, progress)
     report.warnings = reader.warnings
@@ -239,3 +245,113 @@ def _store(
 
 def _fields(person: Person) -> dict[str, Any]:
     return {name: getattr(person, name) for name in PERSON_FIELDS}
+
+
+def upload_path(var_dir: Path, job_id: int) -> Path:
+    """Where an uploaded list waits for its import task."""
+    return var_dir / "imports" / f"{job_id}.upload"
+
+
+def queue_import(
+    session: Session,
+    event: Event,
+    stream: IO[bytes],
+    filename: str,
+    var_dir: Path,
+    now: datetime,
+    *,
+    strict: bool = False,
+    sheet: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ImportJob:
+    """Store an upload and record a queued import job for it; the caller commits, then enqueues the job id.
+
+    The size limit is enforced while copying, so an oversized upload never fills the disk.
+    """
+    job = ImportJob(
+        event_id=event.id,
+        filename=PurePath(filename).name or "upload",
+        status="queued",
+        created_at=now,
+        report={"options": {"strict": strict, "sheet": sheet}},
+    )
+    session.add(job)
+    session.flush()
+    target = upload_path(var_dir, job.id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    size = 0
+    with target.open("wb") as out:
+        while chunk := stream.read(1 << 20):
+            size += len(chunk)
+            if size > max_bytes:
+                out.close()
+                target.unlink()
+                raise InputError(f"{filename}: the file is over the limit of {max_bytes:,} bytes")
+            out.write(chunk)
+    job.counts = {"bytes": size}
+    return job
+
+
+def run_import_job(
+    factory: sessionmaker[Session],
+    job_id: int,
+    var_dir: Path,
+    now: datetime,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Import a queued upload in one transaction, then record the report (or the error) on the job.
+
+    Running it again for a job that is already done changes nothing.
+    """
+    path = upload_path(var_dir, job_id)
+    with factory() as session:
+        job = session.get(ImportJob, job_id)
+        if job is None:
+            raise InputError(f"no import job {job_id}")
+        if job.status in ("done", "failed"):
+            return dict(job.report)
+        options = dict(job.report.get("options", {}))
+        try:
+            event = session.get_one(Event, job.event_id)
+            with path.open("rb") as stream:
+                report = import_stream(
+                    session,
+                    event,
+                    stream,
+                    job.filename,
+                    path.stat().st_size,
+                    now,
+                    strict=bool(options.get("strict")),
+                    sheet=options.get("sheet"),
+                    max_bytes=max_bytes,
+                    progress=progress,
+                    job=job,
+                )
+            session.commit()
+            result = report.as_dict()
+        except (InputError, OSError) as exc:
+            _fail(session, job_id, str(exc), now)
+            result = {"error": str(exc)}
+        except Exception as exc:
+            # Anything else is our fault: the job must still end, or its caller would wait forever.
+            log.exception("import job %s failed", job_id)
+            _fail(
+                session,
+                job_id,
+                f"the import failed unexpectedly ({type(exc).__name__}); see the worker log",
+                now,
+            )
+            raise
+        path.unlink(missing_ok=True)
+        return result
+
+
+def _fail(session: Session, job_id: int, error: str, now: datetime) -> None:
+    session.rollback()
+    job = session.get_one(ImportJob, job_id)
+    job.status = "failed"
+    job.finished_at = now
+    job.report = {"error": error}
+    session.commit()

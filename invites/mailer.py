@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -30,6 +31,11 @@ def classify(code: int, text: str) -> SendOutcome:
 
 
 class Mailer(Protocol):
+    """Sends one message; `size` is how many sends it can have in flight at once."""
+
+    @property
+    def size(self) -> int: ...
+
     async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome: ...
 
     async def close(self) -> None: ...
@@ -43,6 +49,10 @@ class SmtpMailer:
         self.timeout = timeout
         self.tls_context = ssl.create_default_context() if verify_tls else _insecure_context()
         self._client: aiosmtplib.SMTP | None = None
+
+    @property
+    def size(self) -> int:
+        return 1
 
     async def _connect(self) -> aiosmtplib.SMTP:
         if self._client is not None and self._client.is_connected:
@@ -63,7 +73,8 @@ class SmtpMailer:
         return client
 
     async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
-        envelope_from = parseaddr(sender)[1]
+        # A bare address (the VERP sender) needs no parsing; a "Name <address>" does.
+        envelope_from = parseaddr(sender)[1] if "<" in sender else sender
         try:
             client = await self._connect()
             errors, response = await client.sendmail(envelope_from, [recipient], data)
@@ -91,6 +102,56 @@ class SmtpMailer:
 
     async def close(self) -> None:
         await self._drop()
+
+    def abort(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class SmtpPool:
+    """Up to `size` SMTP connections to one relay, opened as needed and kept open between batches.
+
+    It belongs to the event loop that first uses it: a worker process keeps one loop alive for it, so
+    connections are reused across tasks instead of opened for every batch.
+    """
+
+    def __init__(self, target: SmtpTarget, size: int, timeout: float = 30.0, verify_tls: bool = True) -> None:
+        if size < 1:
+            raise ValueError(f"an SMTP pool needs at least one connection, not {size}")
+        self.target = target
+        self._size = size
+        self.timeout = timeout
+        self.verify_tls = verify_tls
+        self._idle: list[SmtpMailer] = []
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._size)
+        async with self._slots:
+            connection = (
+                self._idle.pop()
+                if self._idle
+                else SmtpMailer(self.target, timeout=self.timeout, verify_tls=self.verify_tls)
+            )
+            try:
+                outcome = await connection.send(sender, recipient, data)
+            except BaseException:
+                # Cancelled mid-conversation: the session's state is unknown, so it is not reused.
+                connection.abort()
+                raise
+            # A connection whose send failed has dropped itself, and reconnects on its next use.
+            self._idle.append(connection)
+            return outcome
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(connection.close() for connection in idle))
 
 
 def _insecure_context() -> ssl.SSLContext:

@@ -88,6 +88,8 @@ class AnswerSource(enum.StrEnum):
     CALENDAR = "calendar"
     ORGANISER = "organiser"
     REGISTRATION = "registration"
+    # Moved up from the waiting list when a place came free.
+    WAITLIST = "waitlist"
 
 
 class InvitationSource(enum.StrEnum):
@@ -103,10 +105,17 @@ class MessageStatus(enum.StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     BOUNCED = "bounced"
+    # Its campaign was cancelled before it was sent.
+    CANCELLED = "cancelled"
 
     @property
     def final(self) -> bool:
-        return self in (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.BOUNCED)
+        return self in (
+            MessageStatus.SENT,
+            MessageStatus.FAILED,
+            MessageStatus.BOUNCED,
+            MessageStatus.CANCELLED,
+        )
 
 
 class CampaignState(enum.StrEnum):
@@ -212,6 +221,8 @@ class Recipient(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tags: Mapped[list[Any]] = mapped_column(default=list)
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Temporary delivery failures reported afterwards by the receiving side (DSNs with a 4.x.x status).
+    soft_bounces: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -289,7 +300,10 @@ class OutboundMessage(Base):
     """The outbox: a row exists, committed, before any worker hears of it."""
 
     __tablename__ = "outbound_message"
-    __table_args__ = (Index("ix_outbound_message_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbound_message_status_next", "status", "next_attempt_at"),
+        Index("ix_outbound_message_message_id", "message_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # (kind, event, recipient, sequence), or (reminder rule, invitation): no message is ever made twice.
@@ -314,6 +328,7 @@ class OutboundMessage(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    soft_bounces: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ReminderRule(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import unicodedata
 from dataclasses import dataclass
+from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -33,6 +34,14 @@ class Municipality:
     code: str
     name: str
     province: str
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    def exists_on(self, day: date) -> bool:
+        """Municipalities merge: Vianen ended on 31 December 2018, Vijfheerenlanden began the next day."""
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_until is None or day <= self.valid_until
+        )
 
 
 def fold(text: str) -> str:
@@ -74,26 +83,57 @@ def match_role(text: str) -> str | None:
     return _role_index().get(fold(text))
 
 
+DEFAULT_MUNICIPALITIES = DATA / "utrecht-municipalities.csv"
+_active = {"municipalities": DEFAULT_MUNICIPALITIES}
+
+
+def use_municipalities(path: Path | None) -> None:
+    """Load another reference list of municipalities (same columns as the bundled Utrecht one)."""
+    chosen = path or DEFAULT_MUNICIPALITIES
+    if not chosen.is_file():
+        raise FileNotFoundError(f"INVITES_MUNICIPALITIES_FILE {chosen} does not exist")
+    _active["municipalities"] = chosen
+
+
+def _date(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
 @cache
-def municipalities(path: Path = DATA / "utrecht-municipalities.csv") -> dict[str, Municipality]:
+def _load_municipalities(path: Path) -> dict[str, Municipality]:
     with path.open(encoding="utf-8", newline="") as handle:
         return {
-            row["cbs_code"].upper(): Municipality(row["cbs_code"].upper(), row["name"], row["province"])
+            row["cbs_code"].strip().upper(): Municipality(
+                row["cbs_code"].strip().upper(),
+                row["name"].strip(),
+                row.get("province", "") or "",
+                _date(row.get("valid_from")),
+                _date(row.get("valid_until")),
+            )
             for row in csv.DictReader(handle)
         }
+
+
+def municipalities(path: Path | None = None) -> dict[str, Municipality]:
+    """The municipalities of the active reference list (or of `path`), by CBS code."""
+    return _load_municipalities(path or _active["municipalities"])
 
 
 PREFIXES = ("gemeente ", "gem. ", "gem ")
 
 
 @cache
-def _municipality_index(path: Path = DATA / "utrecht-municipalities.csv") -> dict[str, str]:
+def _municipality_index(path: Path) -> dict[str, str]:
     return {fold(m.name): m.code for m in municipalities(path).values()}
 
 
-@lru_cache(maxsize=4096)
-def match_municipality(text: str, path: Path = DATA / "utrecht-municipalities.csv") -> str | None:
+def match_municipality(text: str, path: Path | None = None) -> str | None:
     """The CBS code for a municipality written by name ("gem. De Bilt") or code ("GM0344"), else None."""
+    return _match_municipality(text, path or _active["municipalities"])
+
+
+@lru_cache(maxsize=4096)
+def _match_municipality(text: str, path: Path) -> str | None:
     folded = fold(text)
     if not folded:
         return None

@@ -1,16 +1,44 @@
-"""Use cases of the RSVP page: find an invitation by its token, show it, record an answer."""
+"""Use cases of the RSVP page: find an invitation by its token, log an open, record an answer.
+
+The count must be the truth: link scanners only ever GET (an open, flagged, never an answer), every answer
+is kept in an append-only history, and the capacity is never overbooked: the event row is locked while
+places are counted, so concurrent accepts queue up instead of each seeing the last free place.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from invites.errors import InputError, NotFound
-from invites.models import Answer, AnswerHistory, AnswerSource, Event, EventStatus, Invitation, Recipient
+from invites.models import (
+    Answer,
+    AnswerHistory,
+    AnswerSource,
+    Event,
+    EventStatus,
+    Invitation,
+    OutboundMessage,
+    PageView,
+    Recipient,
+)
 from invites.tokens import split_token, token_matches
+
+# Fetches this soon after delivery are almost never a person reading their mail.
+SCANNER_WINDOW = timedelta(seconds=30)
+SCANNER_AGENTS = re.compile(
+    r"safelinks|mimecast|proofpoint|barracuda|symantec|trendmicro|forcepoint|fortiguard|sophos|"
+    r"microsoft office|ms-office|bingpreview|googleimageproxy|yahoo.*slurp|python-requests|curl|wget|"
+    r"go-http-client|headlesschrome|phantomjs|\bbot\b|crawler|spider|scanner|preview",
+    re.IGNORECASE,
+)
+STANDARD_QUESTIONS = ("dietary", "accessibility", "remark")
+MAX_TEXT = 1000
 
 
 @dataclass(frozen=True)
@@ -18,6 +46,15 @@ class RsvpView:
     invitation: Invitation
     recipient: Recipient
     event: Event
+
+
+@dataclass
+class AnswerOutcome:
+    changed: bool
+    history_id: int
+    waitlist_position: int | None = None
+    promoted: list[int] = field(default_factory=list)
+    was_attending: bool = False
 
 
 def find_by_token(session: Session, secret: str, token: str) -> RsvpView:
@@ -31,11 +68,109 @@ def find_by_token(session: Session, secret: str, token: str) -> RsvpView:
     return RsvpView(invitation, invitation.recipient, invitation.event)
 
 
+def revoke(session: Session, invitation: Invitation) -> None:
+    """Make every link sent so far for this invitation a dead end; the next message carries a new one."""
+    invitation.token_version += 1
+    session.flush()
+
+
+def likely_scanner(user_agent: str, delivered_at: datetime | None, now: datetime) -> bool:
+    if SCANNER_AGENTS.search(user_agent or ""):
+        return True
+    return delivered_at is not None and now - delivered_at < SCANNER_WINDOW
+
+
+def log_open(session: Session, invitation: Invitation, user_agent: str, now: datetime) -> PageView:
+    """Record that the RSVP page was fetched, flagged when it looks like a link scanner. The caller commits.
+
+    This is the only thing a GET ever writes: an open, never an answer.
+    """
+    delivered_at = session.scalar(
+        select(func.max(OutboundMessage.sent_at)).where(OutboundMessage.invitation_id == invitation.id)
+    )
+    view = PageView(
+        invitation_id=invitation.id,
+        at=now,
+        user_agent=user_agent[:500],
+        likely_scanner=likely_scanner(user_agent, delivered_at, now),
+    )
+    session.add(view)
+    session.flush()
+    return view
+
+
 def parse_answer(value: str) -> Answer:
     try:
         return Answer(value)
     except ValueError:
         raise InputError(f"answer {value!r} is not one of accepted, declined, tentative") from None
+
+
+def rsvp_options(event: Event) -> dict[str, Any]:
+    options = dict(event.extra.get("rsvp") or {})
+    options.setdefault("max_guests", 0)
+    options.setdefault("questions", [])
+    return options
+
+
+def check_responses(
+    event: Event, guests: int, responses: dict[str, str], answer: Answer = Answer.ACCEPTED
+) -> tuple[int, dict[str, str]]:
+    """The guests and answers to the event's questions, checked; unknown questions are dropped.
+
+    A required question must be answered by those who come (or may come), not by those who decline.
+    """
+    options = rsvp_options(event)
+    if not 0 <= guests <= options["max_guests"]:
+        raise InputError(f"the number of guests must be between 0 and {options['max_guests']}")
+    clean: dict[str, str] = {}
+    for key in STANDARD_QUESTIONS:
+        if options.get(key) and responses.get(key, "").strip():
+            clean[key] = responses[key].strip()[:MAX_TEXT]
+    for question in options["questions"]:
+        value = responses.get(question["key"], "").strip()[:MAX_TEXT]
+        if not value:
+            if question["required"] and answer != Answer.DECLINED:
+                raise InputError(f"please answer: {question['label']}")
+            continue
+        if question["type"] == "choice" and value not in question["choices"]:
+            raise InputError(f"{question['label']}: choose one of {', '.join(question['choices'])}")
+        if question["type"] == "yesno" and value not in ("yes", "no"):
+            raise InputError(f"{question['label']}: answer yes or no")
+        if question["type"] == "number" and not value.isdigit():
+            raise InputError(f"{question['label']}: give a whole number")
+        clean[question["key"]] = value
+    return guests, clean
+
+
+def places_taken(session: Session, event_id: int, excluding: int | None = None) -> int:
+    """Confirmed places: everyone who accepted and is not on the waiting list, guests included."""
+    query = select(func.coalesce(func.sum(1 + Invitation.guests), 0)).where(
+        Invitation.event_id == event_id,
+        Invitation.answer == Answer.ACCEPTED,
+        Invitation.waitlist_position.is_(None),
+    )
+    if excluding is not None:
+        query = query.where(Invitation.id != excluding)
+    return int(session.scalar(query) or 0)
+
+
+def lock_event(session: Session, event_id: int) -> Event:
+    """Hold the event's lock for the rest of the transaction, so capacity decisions queue up one by one.
+
+    PostgreSQL locks the row (FOR UPDATE). SQLite has one writer at a time: a write as the transaction's first
+    statement takes that lock before anything is counted (the driver runs reads outside a transaction, so
+    no stale snapshot can be upgraded).
+    """
+    statement = select(Event).where(Event.id == event_id).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    else:
+        session.execute(update(Event).where(Event.id == event_id).values(sequence=Event.sequence))
+    event = session.scalar(statement)
+    if event is None:
+        raise NotFound(f"no event {event_id}")
+    return event
 
 
 def record_answer(
@@ -45,23 +180,97 @@ def record_answer(
     source: AnswerSource,
     now: datetime,
     user_agent: str = "",
-) -> bool:
-    """Set the invitation's answer and append it to the history. Returns whether the answer changed.
+    guests: int | None = None,
+    responses: dict[str, str] | None = None,
+) -> AnswerOutcome:
+    """Set the invitation's answer, append it to the history, and keep the capacity honest.
 
-    The caller commits. A cancelled event, or one past its RSVP deadline, takes no more answers.
+    An accept beyond the capacity goes onto the waiting list. A confirmed guest who declines (or brings fewer
+    guests) frees places, and the first on the waiting list move up. The caller commits.
     """
-    event = invitation.event
+    event = lock_event(session, invitation.event_id)
+    session.refresh(invitation)
     if event.status == EventStatus.CANCELLED:
         raise InputError("this event has been cancelled")
-    if event.rsvp_deadline and now > event.rsvp_deadline:
+    if event.rsvp_deadline and now > event.rsvp_deadline and source != AnswerSource.ORGANISER:
         raise InputError("the deadline for answers has passed")
-    changed = invitation.answer != answer
-    invitation.answer = answer
-    invitation.answered_at = now
-    session.add(
-        AnswerHistory(
-            invitation_id=invitation.id, answer=answer, at=now, source=source, user_agent=user_agent[:500]
-        )
+    guests, clean = check_responses(
+        event,
+        invitation.guests if guests is None else guests,
+        invitation.responses if responses is None else responses,
+        answer,
     )
+    was_attending = invitation.answer == Answer.ACCEPTED and invitation.waitlist_position is None
+    changed = (invitation.answer, invitation.guests, invitation.responses) != (answer, guests, clean)
+    invitation.answer, invitation.guests, invitation.responses = answer, guests, clean
+    invitation.answered_at = now
+    if answer == Answer.ACCEPTED and invitation.waitlist_position is None and event.capacity is not None:
+        free = event.capacity - places_taken(session, event.id, invitation.id)
+        if 1 + guests > free:
+            if was_attending:
+                raise InputError(f"only {free} places are left, so you can bring at most {free - 1} guests")
+            invitation.waitlist_position = _next_position(session, event.id)
+    elif answer != Answer.ACCEPTED:
+        invitation.waitlist_position = None
+    history = AnswerHistory(
+        invitation_id=invitation.id,
+        answer=answer,
+        at=now,
+        source=source,
+        user_agent=user_agent[:500],
+        detail={"guests": guests, "responses": clean, "waitlist": invitation.waitlist_position},
+    )
+    session.add(history)
     session.flush()
-    return changed
+    promoted = promote_waitlist(session, event, now)
+    _renumber_waitlist(session, event.id)
+    return AnswerOutcome(changed, history.id, invitation.waitlist_position, promoted, was_attending)
+
+
+def _next_position(session: Session, event_id: int) -> int:
+    highest = session.scalar(
+        select(func.max(Invitation.waitlist_position)).where(Invitation.event_id == event_id)
+    )
+    return int(highest or 0) + 1
+
+
+def promote_waitlist(session: Session, event: Event, now: datetime) -> list[int]:
+    """Move people up from the waiting list, in order, while their party fits; returns their invitations."""
+    if event.capacity is None:
+        return []
+    promoted: list[int] = []
+    free = event.capacity - places_taken(session, event.id)
+    waiting = session.scalars(
+        select(Invitation)
+        .where(Invitation.event_id == event.id, Invitation.waitlist_position.is_not(None))
+        .order_by(Invitation.waitlist_position)
+    ).all()
+    for invitation in waiting:
+        need = 1 + invitation.guests
+        if need > free:
+            break  # first come, first served: nobody skips the queue
+        invitation.waitlist_position = None
+        free -= need
+        session.add(
+            AnswerHistory(
+                invitation_id=invitation.id,
+                answer=Answer.ACCEPTED,
+                at=now,
+                source=AnswerSource.WAITLIST,
+                detail={"promoted": True, "guests": invitation.guests},
+            )
+        )
+        promoted.append(invitation.id)
+    session.flush()
+    return promoted
+
+
+def _renumber_waitlist(session: Session, event_id: int) -> None:
+    waiting = session.scalars(
+        select(Invitation)
+        .where(Invitation.event_id == event_id, Invitation.waitlist_position.is_not(None))
+        .order_by(Invitation.waitlist_position)
+    ).all()
+    for position, invitation in enumerate(waiting, start=1):
+        invitation.waitlist_position = position
+    session.flush()

@@ -3,20 +3,25 @@ uses. Built lazily, once per process, so importing anything connects nowhere."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from invites import db, delivery, embedded
-from invites.mailer import SmtpMailer
+from invites import db, delivery, embedded, reference
+from invites.mailer import SmtpMailer, SmtpPool
 from invites.rendering import TemplateSet
 from invites.settings import Settings, get_settings
+from invites.throttle import Limits, Throttle, resolve_limits
+
+T = TypeVar("T")
 
 
 def broker_url(settings: Settings) -> str:
@@ -30,6 +35,9 @@ class Runtime:
     pid: int = field(default_factory=os.getpid)
 
     _current: ClassVar[Runtime | None] = None
+
+    def __post_init__(self) -> None:
+        reference.use_municipalities(self.settings.municipalities_file)
 
     @classmethod
     def current(cls) -> Runtime:
@@ -60,7 +68,45 @@ class Runtime:
                 "INVITES_SMTP_URL is not set and no local sink runs in this process; "
                 "start the worker with `invites worker`, which starts the sink"
             )
-        return SmtpMailer(target)
+        return SmtpMailer(
+            target, timeout=self.settings.smtp_timeout, verify_tls=self.settings.smtp_verify_tls
+        )
+
+    @cached_property
+    def limits(self) -> Limits:
+        s = self.settings
+        return resolve_limits(s.smtp_preset, s.smtp_rate, s.domain_rate, s.smtp_connections)
+
+    @cached_property
+    def loop(self) -> EventLoopThread:
+        return EventLoopThread()
+
+    @cached_property
+    def pool(self) -> SmtpPool:
+        """This process's SMTP connections, kept open between batches on its event loop."""
+        mailer = self.mailer()
+        return SmtpPool(mailer.target, self.limits.connections, mailer.timeout, self.settings.smtp_verify_tls)
+
+    @cached_property
+    def throttle(self) -> Throttle | None:
+        if not self.limits.any:
+            return None
+        import redis.asyncio
+
+        url = broker_url(self.settings)
+        client = (
+            redis.asyncio.Redis(unix_socket_path=url.removeprefix("redis+socket://"))
+            if url.startswith("redis+socket://")
+            else redis.asyncio.Redis.from_url(url)
+        )
+        target = self.settings.smtp
+        relay = f"{target.host}:{target.port}" if target else "local"
+        return Throttle(client, self.limits, relay)
+
+    @property
+    def verp(self) -> bool:
+        # Microsoft 365 refuses an envelope sender other than the authenticated mailbox.
+        return self.settings.smtp_preset != "m365"
 
     def enqueue(self, ids: list[int]) -> None:
         from workers.tasks import enqueue_batch  # the Celery app is only loaded where work is enqueued
@@ -68,7 +114,68 @@ class Runtime:
         enqueue_batch(ids)
 
     def deliver(self, ids: Sequence[int], clock: Callable[[], datetime]) -> delivery.BatchResult:
-        return delivery.deliver_batch(self.sessions, ids, self.mailer(), self.settings, self.templates, clock)
+        """Deliver a batch on this process's event loop, through its pooled connections."""
+        pool = self.pool
+        return self.loop.run(
+            delivery.deliver(
+                self.sessions,
+                ids,
+                pool,
+                self.settings,
+                self.templates,
+                clock,
+                throttle=self.loop.run(self._throttle()),
+                verp=self.verp,
+            )
+        )
+
+    def close_delivery(self) -> None:
+        """Close this process's SMTP connections and Redis client, and stop its event loop."""
+        if "loop" not in self.__dict__:
+            return
+        pool = self.__dict__.pop("pool", None)
+        throttle = self.__dict__.pop("throttle", None)
+        if pool is not None:
+            self.loop.run(pool.close())
+        if throttle is not None:
+            self.loop.run(throttle.close())
+        self.__dict__.pop("loop").stop()
+
+    async def _throttle(self) -> Throttle | None:
+        # Built on the loop that uses it: an asyncio Redis client belongs to one loop.
+        return self.throttle
+
+    def poll_bounces(self, now: datetime) -> int:
+        """Read the bounce mailbox (INVITES_BOUNCE_IMAP_URL) once; returns how many messages were read."""
+        from invites import bounces
+
+        if not self.settings.bounce_imap_url:
+            return 0
+        target = bounces.ImapTarget.parse(self.settings.bounce_imap_url)
+        return bounces.poll_imap(
+            target, lambda data: bounces.process_message(self.sessions, data, self.settings.secret_key, now)
+        )
 
     def sweep(self, now: datetime) -> int:
         return delivery.sweep(self.sessions, self.enqueue, now, self.settings)
+
+
+class EventLoopThread:
+    """An event loop running in a daemon thread for the life of the process.
+
+    Celery runs tasks as plain functions; handing their coroutines to one long-lived loop lets SMTP
+    connections and the Redis client outlive a task, which `asyncio.run` per task would close.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="invites-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

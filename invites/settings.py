@@ -57,6 +57,30 @@ class Settings(BaseSettings):
     lease_seconds: int = 300
     visibility_timeout: int = 3600
     queue: str = "invites"
+    # DKIM: the private key (PEM) and the selector; the domain is the From address's.
+    dkim_key_file: Path | None = None
+    dkim_selector: str = ""
+    # The mailto: of List-Unsubscribe; empty means the From's local part + "+unsubscribe".
+    unsubscribe_mailto: str = ""
+    import_max_bytes: int = 20 * 1024 * 1024
+    municipalities_file: Path | None = None
+    # Delivery (README "Delivery"): SMTP connections per worker process, the reply timeout, the relay's
+    # preset and rate ("30/min"; empty means the preset's, or no limit), a cap per recipient domain,
+    # the retry schedule in seconds (the last repeats), and when to give up (0: when the event starts).
+    smtp_connections: int = 4
+    smtp_timeout: float = 30.0
+    smtp_verify_tls: bool = True
+    smtp_preset: str = ""
+    smtp_rate: str = ""
+    domain_rate: str = ""
+    throttle_max_wait: float = 20.0
+    retry_schedule: str = "60,300,900,1800,3600"
+    message_lifetime: int = 0
+    sweep_seconds: int = 60
+    # Bounces: the VERP domain (default: the From's), the IMAP mailbox polled for DSNs, how often.
+    bounce_domain: str = ""
+    bounce_imap_url: str = ""
+    bounce_poll_seconds: int = 120
 
     @field_validator("smtp_url")
     @classmethod

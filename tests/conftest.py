@@ -92,10 +92,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[Any]:
-    """A real SMTP server on loopback that stores what it receives under tmp_path/outbox."""
+    """A real SMTP server on loopback that stores what it receives where `/outbox` reads (var/outbox)."""
     from invites.sink import Sink
 
-    running = Sink(tmp_path / "outbox").start()
+    running = Sink(tmp_path / "var" / "outbox").start()
     yield running
     running.stop()
 

@@ -6,14 +6,13 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.schedules import crontab
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_shutdown
 
-from invites.runtime import broker_url
+from invites.runtime import Runtime, broker_url
 from invites.settings import get_settings
 from invites.sink import Sink
 
-app = Celery("invites", include=["workers.tasks"])
+app = Celery("invites", include=["workers.tasks", "workers.import_tasks"])
 
 
 @app.on_configure.connect
@@ -35,7 +34,17 @@ def _configure(sender: Celery, **_: Any) -> None:
         task_default_queue=settings.queue,
         timezone="UTC",
         beat_schedule={
-            "sweep-outbox": {"task": "invites.sweep_outbox", "schedule": crontab(minute="*")},
+            "sweep-outbox": {"task": "invites.sweep_outbox", "schedule": float(settings.sweep_seconds)},
+            **(
+                {
+                    "poll-bounces": {
+                        "task": "invites.poll_bounces",
+                        "schedule": float(settings.bounce_poll_seconds),
+                    }
+                }
+                if settings.bounce_imap_url
+                else {}
+            ),
         },
     )
 
@@ -52,3 +61,9 @@ def _start_local_sink(**_: Any) -> None:
     sink = Sink(settings.outbox_dir).start()
     os.environ["INVITES_SMTP_URL"] = sink.url
     get_settings.cache_clear()
+
+
+@worker_process_shutdown.connect
+def _close_connections(**_: Any) -> None:
+    """Say QUIT to the SMTP relay instead of dropping the pooled connections."""
+    Runtime.current().close_delivery()

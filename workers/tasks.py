@@ -17,17 +17,26 @@ def _now() -> datetime:
 def deliver_batch(ids: list[int]) -> dict[str, int]:
     runtime = Runtime.current()
     result = runtime.deliver(ids, _now)
+    if result.again:
+        # Due again within a couple of minutes: a short countdown, far below the visibility timeout.
+        deliver_batch.apply_async((list(result.again),), countdown=result.again_in)
     return {
         "claimed": result.claimed,
         "sent": result.sent,
         "deferred": result.deferred,
         "failed": result.failed,
+        "released": result.released,
     }
 
 
 @app.task(name="invites.sweep_outbox")
 def sweep_outbox() -> int:
     return Runtime.current().sweep(_now())
+
+
+@app.task(name="invites.poll_bounces")
+def poll_bounces() -> int:
+    return Runtime.current().poll_bounces(_now())
 
 
 def enqueue_batch(ids: list[int]) -> None:

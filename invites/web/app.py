@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from invites import rsvp
 from invites.compose import Composer
+from invites.embedded import client_for
 from invites.errors import InputError, NotFound
 from invites.events import get_event
-from invites.models import AnswerSource, Event
+from invites.models import Answer, AnswerSource, Event
+from invites.ratelimit import RateLimiter
 from invites.rendering import event_context
-from invites.runtime import Runtime
+from invites.runtime import Runtime, broker_url
 from invites.settings import project_dir
 from invites.sink import stored_messages
-from invites.status import event_status
+from invites.status import attendees, event_status
+from invites.web import api, mail_routes
+from invites.web.deps import RuntimeDep, SessionDep
 
 ANSWER_LABELS = {
     "nl": {"accepted": "Ja, ik kom", "tentative": "Misschien", "declined": "Nee, ik kan niet"},
@@ -33,26 +36,13 @@ ANSWER_LABELS = {
 }
 
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime | None = request.app.state.runtime
-    return runtime or Runtime.current()
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    with runtime.sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     """The app; with no runtime given, it builds this process's own from the settings on first request."""
     app = FastAPI(title="invites", version="0.1.0")
     app.state.runtime = runtime
+    app.state.limiter = None
+    app.include_router(api.router)
+    app.include_router(mail_routes.router)
     pages = Jinja2Templates(directory=str(project_dir("templates") / "web"))
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -88,12 +78,70 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             },
         )
 
+    @app.get("/events/{slug}/checkin", response_class=HTMLResponse)
+    def checkin(request: Request, slug: str, session: SessionDep) -> HTMLResponse:
+        """A printable list of everyone coming, by surname, with a box to tick at the door."""
+        try:
+            event = get_event(session, slug)
+        except NotFound:
+            return not_found(request)
+        people = [p for p in attendees(session, event, Answer.ACCEPTED) if p["waitlist_position"] is None]
+        return page(
+            request,
+            "checkin.html",
+            {"event": event, "info": event_context(event, "nl"), "people": people, "lang": "nl"},
+        )
+
     @app.get("/api/v1/events/{slug}/status")
     def status_api(slug: str, session: SessionDep) -> JSONResponse:
         try:
             return JSONResponse(event_status(session, get_event(session, slug)))
         except NotFound as exc:
             return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    def limiter(rt: Runtime) -> RateLimiter:
+        if app.state.limiter is None:
+            app.state.limiter = RateLimiter(client_for(broker_url(rt.settings)))
+        limiter: RateLimiter = app.state.limiter
+        return limiter
+
+    def too_many(request: Request) -> HTMLResponse:
+        return page(
+            request,
+            "error.html",
+            {
+                "lang": "nl",
+                "message": "U hebt deze pagina te vaak opgevraagd. Probeer het over een minuut opnieuw.",
+            },
+            status_code=429,
+        )
+
+    def rsvp_context(
+        view: rsvp.RsvpView,
+        token: str,
+        language: str,
+        preselect: str = "",
+        saved: bool = False,
+        error: str = "",
+        form: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        invitation = view.invitation
+        return {
+            "lang": language,
+            "token": token,
+            "event": event_context(view.event, language),
+            "recipient": view.recipient,
+            "current": invitation.answer.value if invitation.answer else "",
+            "waitlist_position": invitation.waitlist_position,
+            "guests": invitation.guests,
+            "responses": form if form is not None else invitation.responses,
+            "options": rsvp.rsvp_options(view.event),
+            "preselect": preselect if preselect in ANSWER_LABELS["nl"] else "",
+            "labels": ANSWER_LABELS[language],
+            "saved": saved,
+            "error": error,
+            "cancelled": view.event.status == "cancelled",
+        }
 
     @app.api_route("/r/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def rsvp_page(
@@ -105,55 +153,62 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         lang: str = "",
         saved: int = 0,
     ) -> HTMLResponse:
-        # Read-only: link scanners fetch this page, so nothing here may change any state.
+        # Link scanners fetch this page: it never changes an answer. A GET is logged as an open, flagged
+        # when it looks like a scanner; a HEAD is not even that.
+        if not limiter(rt).allow_rsvp(request.client.host if request.client else "?", token):
+            return too_many(request)
         try:
             view = rsvp.find_by_token(session, rt.settings.secret_key, token)
         except NotFound:
             return not_found(request)
-        language = lang if lang in ("nl", "en") else (view.recipient.language or view.event.language)
-        return page(
-            request,
-            "rsvp.html",
-            {
-                "lang": language,
-                "token": token,
-                "event": event_context(view.event, language),
-                "recipient": view.recipient,
-                "current": view.invitation.answer.value if view.invitation.answer else "",
-                "preselect": answer if answer in ANSWER_LABELS["nl"] else "",
-                "labels": ANSWER_LABELS[language],
-                "saved": bool(saved),
-                "cancelled": view.event.status == "cancelled",
-            },
-        )
-
-    @app.post("/r/{token}", response_class=HTMLResponse, response_model=None)
-    def rsvp_answer(
-        request: Request,
-        token: str,
-        session: SessionDep,
-        rt: RuntimeDep,
-        answer: Annotated[str, Form()],
-        lang: Annotated[str, Form()] = "",
-    ) -> Response:
-        try:
-            view = rsvp.find_by_token(session, rt.settings.secret_key, token)
-            rsvp.record_answer(
-                session,
-                view.invitation,
-                rsvp.parse_answer(answer),
-                AnswerSource.WEB,
-                datetime.now(UTC),
-                request.headers.get("user-agent", ""),
-            )
+        if request.method == "GET":
+            rsvp.log_open(session, view.invitation, request.headers.get("user-agent", ""), datetime.now(UTC))
             session.commit()
-        except NotFound:
-            return not_found(request)
-        except InputError as exc:
-            session.rollback()
-            return page(request, "error.html", {"lang": "nl", "message": str(exc)}, status_code=400)
+        language = lang if lang in ("nl", "en") else (view.recipient.language or view.event.language)
+        return page(request, "rsvp.html", rsvp_context(view, token, language, answer, bool(saved)))
+
+    def answer_from_form(request: Request, token: str, rt: Runtime, form: dict[str, str]) -> Response:
+        with rt.sessions() as session:
+            try:
+                view = rsvp.find_by_token(session, rt.settings.secret_key, token)
+            except NotFound:
+                return not_found(request)
+            lang = form.get("lang", "")
+            language = lang if lang in ("nl", "en") else (view.recipient.language or view.event.language)
+            try:
+                guests = int(form.get("guests") or 0)
+            except ValueError:
+                guests = -1
+            responses = {key.removeprefix("q_"): value for key, value in form.items() if key.startswith("q_")}
+            try:
+                rsvp.record_answer(
+                    session,
+                    view.invitation,
+                    rsvp.parse_answer(form.get("answer", "")),
+                    AnswerSource.WEB,
+                    datetime.now(UTC),
+                    request.headers.get("user-agent", ""),
+                    guests=guests,
+                    responses=responses,
+                )
+                session.commit()
+            except InputError as exc:
+                session.rollback()
+                view = rsvp.find_by_token(session, rt.settings.secret_key, token)
+                context = rsvp_context(
+                    view, token, language, form.get("answer", ""), error=str(exc), form=responses
+                )
+                return page(request, "rsvp.html", context, status_code=400)
         suffix = f"&lang={lang}" if lang in ("nl", "en") else ""
         return RedirectResponse(f"/r/{token}?saved=1{suffix}", status_code=303)
+
+    @app.post("/r/{token}", response_class=HTMLResponse, response_model=None)
+    async def rsvp_answer(request: Request, token: str, rt: RuntimeDep) -> Response:
+        if not limiter(rt).allow_rsvp(request.client.host if request.client else "?", token):
+            return too_many(request)
+        form = await request.form()
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+        return await run_in_threadpool(answer_from_form, request, token, rt, fields)
 
     @app.get("/r/{token}/invite.ics")
     def rsvp_ics(token: str, session: SessionDep, rt: RuntimeDep) -> Response:

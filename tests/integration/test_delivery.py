@@ -3,6 +3,7 @@ retries and the sweep."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,11 +16,12 @@ from sqlalchemy import select
 
 from invites import campaigns, db
 from invites.delivery import claim, deliver_batch, sweep
+from invites.errors import InputError
 from invites.eventfile import parse_event_file
 from invites.events import load_event
 from invites.imports import import_list
 from invites.mailer import SmtpMailer
-from invites.models import MessageStatus, OutboundMessage
+from invites.models import Event, MessageStatus, OutboundMessage
 from invites.settings import SmtpTarget
 from invites.sink import StoreHandler, free_port, stored_messages
 from tests.conftest import EVENT_FILE, NOW
@@ -163,3 +165,137 @@ def test_starting_a_campaign_twice_makes_no_second_row(runtime: Any) -> None:
     )
     assert (first.new_rows, second.new_rows) == (5, 0)
     assert len(all_ids(runtime)) == 5
+
+
+def test_a_deferral_past_the_event_start_gives_up_with_the_reason(runtime: Any) -> None:
+    started = prepare(runtime, ["anne@example.org"])
+    with runtime.sessions() as session:
+        starts_at = session.scalar(select(Event.starts_at).where(Event.id == started.event_id))
+    assert starts_at is not None
+    down = SmtpMailer(SmtpTarget.parse(f"smtp://127.0.0.1:{free_port()}"))
+    almost = starts_at - timedelta(seconds=30)  # the first retry would come after the meeting began
+    result = deliver_batch(
+        runtime.sessions, all_ids(runtime), down, runtime.settings, runtime.templates, lambda: almost
+    )
+    assert (result.deferred, result.failed) == (0, 1)
+    row = rows_by_address(runtime)["anne@example.org"]
+    assert row.status == MessageStatus.FAILED and row.next_attempt_at is None
+    assert row.last_reply.startswith("gave up after 1 attempts: connection:")
+
+
+def test_a_configured_lifetime_replaces_the_event_start(runtime: Any) -> None:
+    prepare(runtime, ["anne@example.org"])
+    settings = runtime.settings.model_copy(update={"message_lifetime": 30, "retry_schedule": "10,20"})
+    down = SmtpMailer(SmtpTarget.parse(f"smtp://127.0.0.1:{free_port()}"))
+    first = deliver_batch(runtime.sessions, all_ids(runtime), down, settings, runtime.templates, lambda: NOW)
+    assert first.deferred == 1 and first.again_in == pytest.approx(10, abs=1)
+    row = rows_by_address(runtime)["anne@example.org"]
+    assert row.next_attempt_at == NOW + timedelta(seconds=10)
+    later = NOW + timedelta(seconds=11)
+    again = SmtpMailer(SmtpTarget.parse(f"smtp://127.0.0.1:{free_port()}"))
+    second = deliver_batch(
+        runtime.sessions, all_ids(runtime), again, settings, runtime.templates, lambda: later
+    )
+    assert second.failed == 1, "the next retry, 20 s later, would be past the 30 s lifetime"
+
+
+def test_a_paused_campaign_sends_nothing_until_it_is_resumed(runtime: Any, sink: Any) -> None:
+    started = prepare(runtime, PEOPLE[:3])
+    campaigns.pause_campaign(runtime.sessions, started.campaign_id, NOW)
+    ids = all_ids(runtime)
+    paused = deliver_batch(
+        runtime.sessions,
+        ids,
+        SmtpMailer(SmtpTarget.parse(sink.url)),
+        runtime.settings,
+        runtime.templates,
+        lambda: NOW,
+    )
+    assert paused.claimed == 0
+    handed: list[list[int]] = []
+    assert sweep(runtime.sessions, handed.append, NOW + timedelta(hours=1), runtime.settings) == 0
+    with pytest.raises(InputError, match="only a running one can pause"):
+        campaigns.pause_campaign(runtime.sessions, started.campaign_id, NOW)
+
+    assert campaigns.resume_campaign(runtime.sessions, started.campaign_id, handed.append, 100, NOW) == 3
+    resumed = deliver_batch(
+        runtime.sessions,
+        handed[0],
+        SmtpMailer(SmtpTarget.parse(sink.url)),
+        runtime.settings,
+        runtime.templates,
+        lambda: NOW,
+    )
+    assert resumed.sent == 3 and len(stored_messages(sink.directory)) == 3
+
+
+def test_a_cancelled_campaign_keeps_what_was_sent_and_never_sends_the_rest(runtime: Any, sink: Any) -> None:
+    started = prepare(runtime, PEOPLE)
+    ids = all_ids(runtime)
+    deliver_batch(
+        runtime.sessions,
+        ids[:2],
+        SmtpMailer(SmtpTarget.parse(sink.url)),
+        runtime.settings,
+        runtime.templates,
+        lambda: NOW,
+    )
+    assert campaigns.cancel_campaign(runtime.sessions, started.campaign_id, NOW) == 3
+    after = deliver_batch(
+        runtime.sessions,
+        ids,
+        SmtpMailer(SmtpTarget.parse(sink.url)),
+        runtime.settings,
+        runtime.templates,
+        lambda: NOW,
+    )
+    assert after.claimed == 0
+    with runtime.sessions() as session:
+        progress = campaigns.campaign_progress(session, started.campaign_id, NOW)
+    assert progress["state"] == "cancelled"
+    assert (progress["sent"], progress["cancelled"], progress["done"], progress["total"]) == (2, 3, 5, 5)
+    assert len(stored_messages(sink.directory)) == 2
+
+
+class CountingHandler(StoreHandler):
+    """Notes each client connection, and how many messages were in its hands at once."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.peers: set[Any] = set()
+        self.busy = 0
+        self.most_busy = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.peers.add(session.peer)
+        self.busy += 1
+        self.most_busy = max(self.most_busy, self.busy)
+        await asyncio.sleep(0.05)
+        self.busy -= 1
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_worker_keeps_its_pooled_connections_between_batches_and_uses_them_at_once(
+    settings: Any, tmp_path: Path
+) -> None:
+    handler = CountingHandler(tmp_path / "counted")
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False)
+    controller.start()
+    from invites.runtime import Runtime
+
+    runtime = Runtime(
+        settings.model_copy(update={"smtp_url": f"smtp://127.0.0.1:{controller.port}", "smtp_connections": 3})
+    )
+    db.upgrade(runtime.engine)
+    try:
+        prepare(runtime, [f"person{i}@example.org" for i in range(12)])
+        ids = all_ids(runtime)
+        first = runtime.deliver(ids[:6], lambda: NOW)
+        second = runtime.deliver(ids[6:], lambda: NOW)
+        assert first.sent == second.sent == 6
+        assert len(handler.peers) == 3, "three connections, opened once and kept for the second batch"
+        assert handler.most_busy == 3, "the three were used at the same time"
+    finally:
+        runtime.close_delivery()
+        runtime.engine.dispose()
+        controller.stop()

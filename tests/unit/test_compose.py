@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import email
+import email.header
 import email.policy
+import email.utils
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
+import dkim  # type: ignore[import-untyped]
 import pytest
 from icalendar import Calendar
 from sqlalchemy.orm import Session
 
 from invites import db
-from invites.compose import Composed, Composer, message_id, sender_domain
+from invites.compose import (
+    Composed,
+    Composer,
+    DkimKey,
+    address_header,
+    default_unsubscribe_mailto,
+    message_id,
+    sender_domain,
+)
 from invites.errors import InputError
 from invites.eventfile import parse_event_file
 from invites.events import load_event
-from invites.models import Base, Event, Invitation, Recipient
-from invites.rendering import TemplateSet
+from invites.models import Answer, Base, Event, Invitation, Recipient
+from invites.rendering import KINDS, LANGUAGES, TemplateSet
 from invites.tokens import make_token, new_public_id
+from invites.unsubscribe import unsubscribe_token
 from tests.conftest import EVENT_FILE
 
 NOW = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)
@@ -42,10 +57,10 @@ class World:
     ann: Recipient
     ann_invitation: Invitation
 
-    def composer(self, **overrides: Any) -> Composer:
+    def composer(self, kind: str = "invitation", **overrides: Any) -> Composer:
         options: dict[str, Any] = {"sender": SENDER, "base_url": BASE_URL, "secret": SECRET, "now": NOW}
         options.update(overrides)
-        return Composer(self.event, "invitation", self.templates, **options)
+        return Composer(self.event, kind, self.templates, **options)
 
 
 def recipient(**fields: Any) -> Recipient:
@@ -271,11 +286,22 @@ def test_non_ascii_names_are_encoded_words(zoe_message: tuple[Composed, EmailMes
     assert message["To"].addresses[0].display_name == "Zoë van Ĳsbrandt"
 
 
+def long_lines(data: bytes) -> list[bytes]:
+    """Lines over 78 characters, leaving out the two List-Unsubscribe lines: each holds one URI that must
+    not be broken (RFC 2369), and they stay far below the 998 limit."""
+    uri_lines = (b"List-Unsubscribe: <https:", b" <mailto:")
+    return [
+        line
+        for line in data.split(b"\r\n")
+        if len(line) > 78 and not (line.startswith(uri_lines) and len(line) < 998)
+    ]
+
+
 def test_whole_message_is_seven_bit_with_crlf_lines(zoe_message: tuple[Composed, EmailMessage]) -> None:
     composed, _ = zoe_message
     assert composed.data.isascii()
     assert b"\n" not in composed.data.replace(b"\r\n", b"")
-    assert max(len(line) for line in composed.data.split(b"\r\n")) <= 78
+    assert long_lines(composed.data) == []
 
 
 @pytest.mark.parametrize(
@@ -387,3 +413,358 @@ def test_bumped_token_version_changes_the_link(world: World) -> None:
     composer = world.composer()
     assert composer.rsvp_url(invitation) != rsvp_url(world.zoe_invitation)
     assert composer.rsvp_url(invitation) == (f"{BASE_URL}/r/{make_token(SECRET, invitation.public_id, 2)}")
+
+
+# --- Every kind, both languages ---------------------------------------------------------------------------
+
+WITH_CALENDAR = {"invitation", "reminder", "update", "cancellation", "rsvp-confirmation"}
+
+
+def accepted(invitation: Invitation) -> Invitation:
+    return Invitation(
+        id=invitation.id,
+        public_id=invitation.public_id,
+        token_version=invitation.token_version,
+        answer=Answer.ACCEPTED,
+    )
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_and_language(world: World, kind: str, language: str) -> None:
+    composer = world.composer(kind)
+    invitation = accepted(world.zoe_invitation)
+    composed = composer.compose(world.zoe, invitation, language)
+    message = parse(composed)
+    token = unsubscribe_token(SECRET, invitation.public_id)
+
+    # The MIME tree.
+    inner = ["text/plain", "text/html"]
+    if kind in WITH_CALENDAR:
+        expected_tree: Any = (
+            "multipart/mixed",
+            [("multipart/alternative", [*inner, "text/calendar"]), "application/ics"],
+        )
+    else:
+        expected_tree = ("multipart/alternative", inner)
+    assert tree(message) == expected_tree
+
+    # Every header.
+    assert message["From"] == SENDER
+    [to] = message["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Zoë van Ĳsbrandt", "zoe@example.org")
+    assert len(message.get_all("To")) == 1
+    assert message["Subject"] == composed.subject
+    assert message["Date"].datetime == NOW
+    assert message["Message-ID"] == composed.message_id == composer.message_id(world.zoe)
+    assert message["MIME-Version"] == "1.0"
+    assert message["Content-Language"] == language
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert re.sub(r"\s+", " ", str(message["List-Unsubscribe"])) == (
+        f"<{BASE_URL}/u/{token}>, <mailto:uitnodigingen+unsubscribe@example.org?subject=unsubscribe-{token}>"
+    )
+    assert composed.data.isascii()
+    assert long_lines(composed.data) == []
+
+    # What the bodies say is what the plain rendering says.
+    reference = composer.reference(world.zoe, invitation, language)
+    assert body(message, "plain") == reference.text
+    assert body(message, "html") == reference.html
+    assert reference.subject == composed.subject
+    greeting = "Geachte burgemeester" if language == "nl" else "Dear Mayor"
+    assert reference.text.startswith(f"{greeting} Van Ĳsbrandt,\n")
+    assert f">{greeting} Van Ĳsbrandt,</p>" in reference.html
+    assert f"{BASE_URL}/u/{token}" in reference.text
+    assert f'href="{BASE_URL}/u/{token}"' in reference.html
+
+    if kind not in WITH_CALENDAR:
+        assert reference.ics is None
+        return
+    [calendar_part] = parts(message, "text/calendar")
+    [attachment] = parts(message, "application/ics")
+    data = attachment.get_content()
+    assert data == reference.ics
+    assert calendar_part.get_content().encode() == reference.ics
+    calendar = Calendar.from_ical(data)
+    method = "CANCEL" if kind == "cancellation" else "REQUEST"
+    assert calendar_part.get_param("method") == method == str(calendar["METHOD"])
+    [event] = calendar.walk("VEVENT")
+    assert str(event["UID"]) == world.event.ics_uid
+    assert event["DTSTART"].dt == datetime(2018, 2, 13, 18, 30, tzinfo=UTC)
+    assert event["DTEND"].dt == datetime(2018, 2, 13, 21, 0, tzinfo=UTC)
+    assert event["DTSTART"].params["TZID"] == event["DTEND"].params["TZID"] == "Europe/Amsterdam"
+    assert event["DTSTAMP"].dt == NOW
+    [zone] = calendar.walk("VTIMEZONE")
+    assert {sub.name for sub in zone.subcomponents} == {"STANDARD", "DAYLIGHT"}
+    assert str(event["SUMMARY"]) == TITLE
+    description = str(event["DESCRIPTION"])
+    assert "Saskia van Grinsven" in description
+    assert ("Inloop vanaf 19.00" if language == "nl" else "Doors open at 19:00") in description
+    assert str(event["LOCATION"]) == "Fort Vreeswijk, Fort Vreeswijk 1, Nieuwegein"
+    assert (event["GEO"].latitude, event["GEO"].longitude) == pytest.approx((52.0072, 5.0953))
+    assert str(event["URL"]) == rsvp_url(invitation)
+    assert str(event["ORGANIZER"]) == "mailto:uitnodigingen@example.org"
+    assert event["ORGANIZER"].params["CN"] == "VNG afdeling Utrecht"
+    attendee = event["ATTENDEE"]
+    assert str(attendee) == "mailto:zoe@example.org"
+    assert attendee.params["CN"] == "Zoë van Ĳsbrandt"
+    assert attendee.params["ROLE"] == "REQ-PARTICIPANT"
+    if kind == "rsvp-confirmation":
+        assert (attendee.params["PARTSTAT"], attendee.params["RSVP"]) == ("ACCEPTED", "FALSE")
+    else:
+        assert (attendee.params["PARTSTAT"], attendee.params["RSVP"]) == ("NEEDS-ACTION", "TRUE")
+    if kind == "cancellation":
+        assert str(event["STATUS"]) == "CANCELLED"
+        assert event["SEQUENCE"] == world.event.sequence + 1
+    else:
+        assert str(event["STATUS"]) == "CONFIRMED"
+        assert event["SEQUENCE"] == world.event.sequence
+
+
+def test_update_and_cancellation_keep_the_uid_and_the_cancellation_outranks(world: World) -> None:
+    def vevent(kind: str) -> Any:
+        data = world.composer(kind).calendar(world.zoe, world.zoe_invitation)
+        assert data is not None
+        return Calendar.from_ical(data).walk("VEVENT")[0]
+
+    invitation, update, cancellation = vevent("invitation"), vevent("update"), vevent("cancellation")
+    assert str(invitation["UID"]) == str(update["UID"]) == str(cancellation["UID"])
+    assert cancellation["SEQUENCE"] > update["SEQUENCE"] >= invitation["SEQUENCE"]
+
+
+def test_update_subject_says_what_changed(world: World) -> None:
+    before = world.event.changed_fields
+    world.event.changed_fields = ["starts_at", "venue_name", "venue_city"]
+    try:
+        dutch = world.composer("update").compose(world.zoe, world.zoe_invitation, "nl")
+        english = world.composer("update").compose(world.zoe, world.zoe_invitation, "en")
+    finally:
+        world.event.changed_fields = before
+    assert dutch.subject.startswith(f"Gewijzigd: tijd en locatie – {TITLE}")
+    assert english.subject.startswith(f"Changed: time and venue – {TITLE}")
+    assert "de tijd en locatie" in body(parse(dutch), "plain")
+
+
+@pytest.mark.parametrize(
+    ("answer", "method", "partstat"),
+    [
+        (Answer.ACCEPTED, "REQUEST", "ACCEPTED"),
+        (Answer.TENTATIVE, "REQUEST", "TENTATIVE"),
+        (Answer.DECLINED, "CANCEL", None),
+    ],
+)
+def test_rsvp_confirmation_follows_the_answer(
+    world: World, answer: Answer, method: str, partstat: str | None
+) -> None:
+    invitation = Invitation(public_id=world.zoe_invitation.public_id, token_version=1, answer=answer)
+    message = parse(world.composer("rsvp-confirmation").compose(world.zoe, invitation))
+    [calendar_part] = parts(message, "text/calendar")
+    assert calendar_part.get_param("method") == method
+    [event] = Calendar.from_ical(calendar_part.get_content()).walk("VEVENT")
+    assert str(event["STATUS"]) == ("CANCELLED" if method == "CANCEL" else "CONFIRMED")
+    if partstat:
+        assert event["ATTENDEE"].params["PARTSTAT"] == partstat
+
+
+def test_rsvp_confirmation_without_a_calendar(world: World) -> None:
+    composer = world.composer("rsvp-confirmation")
+    never_answered = Invitation(public_id=world.zoe_invitation.public_id, token_version=1, answer=None)
+    assert tree(parse(composer.compose(world.zoe, never_answered))) == (
+        "multipart/alternative",
+        ["text/plain", "text/html"],
+    )
+    declined = Invitation(public_id=world.zoe_invitation.public_id, token_version=1, answer=Answer.DECLINED)
+    # The caller knows this person never accepted: nothing to take out of a calendar.
+    message = parse(composer.compose(world.zoe, declined, method=None))
+    assert parts(message, "text/calendar") == []
+    with pytest.raises(InputError, match="unsupported calendar method"):
+        composer.compose(world.zoe, declined, method="PUBLISH")
+
+
+# --- The fast path says exactly what the plain rendering says ---------------------------------------------
+
+HOSTILE: list[dict[str, Any]] = [
+    {"display_name": "Zoë van Ĳsbrandt", "first_name": "Zoë", "last_name": "Ĳsbrandt", "role_key": "mayor"},
+    {"display_name": "Coöperatie Ĳsselstein", "organisation": "Coöperatie <Ĳsselstein> & Zn."},
+    {"display_name": 'Jan "de" Berg, <b>O\'Brien</b> & co', "last_name": "<script>x</script>"},
+    {"display_name": "  Spaces  around  ", "last_name": " Berg ", "role_key": "alderman"},
+    {"display_name": "Tab\there", "last_name": "Non\xa0breaking", "role_key": "council_member"},
+    {"display_name": "", "last_name": "", "role_key": "clerk", "municipality_code": None},
+    {"salutation": "Hooggeachte heer & mevrouw <Berg>", "attributes": {"fractie": "D&66", "zetels": 3}},
+    {"display_name": "Ž" * 90, "last_name": "\\^;,:" * 20, "role_key": "mayor"},
+    {"display_name": "\ue000" + "0\ue001", "last_name": "\ue0000\ue001"},
+]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_fast_bytes_decode_to_the_plain_rendering(world: World, kind: str, language: str) -> None:
+    composer = world.composer(kind)
+    for number, fields in enumerate(HOSTILE):
+        address = f"hostile{number}@example.org"
+        person = recipient(
+            **{"id": 1000 + number, "email": address, "email_key": address, "municipality_code": "GM0353"}
+            | fields
+        )
+        invitation = Invitation(public_id=f"pid{number}", token_version=1, answer=Answer.TENTATIVE)
+        composed = composer.compose(person, invitation, language)
+        message = parse(composed)
+        reference = composer.reference(person, invitation, language)
+        assert composer.parts(person, invitation, language) == reference
+        assert message["Subject"] == reference.subject
+        assert body(message, "plain") == reference.text.replace("\r\n", "\n")
+        assert body(message, "html") == reference.html
+        if reference.ics is not None:
+            [attachment] = parts(message, "application/ics")
+            assert attachment.get_content() == reference.ics
+        assert to_header(composed.data) == (" ".join(person.display_name.split()), address)
+        assert long_lines(composed.data) == []
+
+
+# --- Headers ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Zoë",
+        "Coöperatie De Ĳssel",
+        "Ĳsselstein",
+        "Berg, Jan",
+        'Jan "de" Berg',
+        "back\\slash",
+        "J. de Vries-Ĳzerman (griffie)",
+        "Ž" * 80,
+        "Anna Maria Johanna " * 6,
+        "=?utf-8?q?not_a_word?=",
+        "tab\tin name",
+    ],
+)
+def test_display_names_round_trip(name: str) -> None:
+    header = address_header("To", name, "jan@example.org")
+    assert header.isascii()
+    assert all(len(line) <= 78 for line in header.split(b"\r\n"))
+    assert to_header(header) == (" ".join(name.split()), "jan@example.org")
+
+
+def to_header(data: bytes) -> tuple[str, str]:
+    """The To header's display name and address, decoded as RFC 2047 says.
+
+    The standard library's address parser puts a space between two adjacent encoded-words, where RFC 2047
+    6.2 says to join them; `decode_header` joins them. Names short enough for one encoded-word per run of
+    words go through the address parser as well."""
+    message = email.message_from_bytes(header_block(data) + b"\r\n\r\n", policy=email.policy.compat32)
+    raw = re.sub(r"\r\n[ \t]", " ", str(message["To"]))
+    phrase, _, address = raw.rpartition(" <")
+    if not phrase:
+        return "", raw
+    if "=?" in phrase:
+        name = str(email.header.make_header(email.header.decode_header(phrase)))
+    else:
+        name = email.utils.parseaddr(raw)[0]
+    if not re.search(r"\?=\s+=\?", phrase):
+        parsed = email.message_from_bytes(header_block(data) + b"\r\n\r\n", policy=email.policy.default)
+        [one] = parsed["To"].addresses
+        assert (one.display_name, one.addr_spec) == (name, address.rstrip(">"))
+    return name, address.rstrip(">")
+
+
+@pytest.mark.parametrize(
+    ("name", "address"),
+    [
+        ("Jan\r\nBcc: evil@example.com", "jan@example.org"),
+        ("Jan", "jan@example.org\nBcc: evil@example.com"),
+        ("Jan", "jan@example.org>, evil@example.com"),
+        ("Jan", "jan@example.org Bcc:evil@example.com"),
+    ],
+)
+def test_address_header_refuses_forgery(name: str, address: str) -> None:
+    with pytest.raises(InputError):
+        address_header("To", name, address)
+
+
+def test_line_breaks_in_other_fields_never_reach_a_header(world: World) -> None:
+    with pytest.raises(InputError, match="line break"):
+        world.composer(unsubscribe_mailto="a@example.org\r\nBcc: evil@example.com")
+    # Personal values in the subject are folded to one line, so they cannot open a header either.
+    event = world.event
+    before = dict(event.extra)
+    event.extra = {**before, "templates": {"invitation": {"subject": {"nl": "Voor {{ recipient.name }}"}}}}
+    try:
+        forged = recipient(email="x@example.org", email_key="x@example.org", display_name="X")
+        forged.salutation = "Beste\r\nBcc: evil@example.com"
+        composed = world.composer().compose(forged, world.zoe_invitation)
+    finally:
+        event.extra = before
+    headers = header_block(composed.data)
+    assert b"\r\nBcc:" not in headers
+    assert parse(composed).get_all("Bcc") is None
+
+
+def test_default_unsubscribe_mailto() -> None:
+    assert default_unsubscribe_mailto(SENDER) == "uitnodigingen+unsubscribe@example.org"
+
+
+def test_test_sends_are_marked_and_get_their_own_message_id(world: World) -> None:
+    composer = world.composer(test=True)
+    first = composer.compose(world.zoe, world.zoe_invitation)
+    second = composer.compose(world.zoe, world.zoe_invitation)
+    assert first.subject.startswith("[TEST] Uitnodiging: ")
+    assert first.message_id != second.message_id
+    assert first.message_id.startswith("<test.invitation.")
+
+
+# --- DKIM -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dkim_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A fresh 2048-bit RSA key (openssl), and the TXT record that would publish its public half."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is needed to make a DKIM test key")
+    directory = tmp_path_factory.mktemp("dkim")
+    key = directory / "dkim.pem"
+    subprocess.run(
+        [openssl, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key)],
+        check=True,
+        capture_output=True,
+    )
+    public = subprocess.run(
+        [openssl, "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    import base64
+
+    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def test_dkim_signature_verifies_and_covers_the_headers(world: World, dkim_pair: tuple[Path, bytes]) -> None:
+    key_file, record = dkim_pair
+    signer = DkimKey.load(key_file, "invites2018", "example.org")
+    composed = world.composer(dkim=signer).compose(world.zoe, world.zoe_invitation)
+    assert composed.data.startswith(b"DKIM-Signature: ")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == b"invites2018._domainkey.example.org." else None
+
+    assert dkim.verify(composed.data, dnsfunc=dns)
+    signature = parse(composed)["DKIM-Signature"]
+    signed = {
+        h.strip().lower()
+        for h in re.search(r"h=([^;]+)", re.sub(r"\s", "", str(signature))).group(1).split(":")
+    }  # type: ignore[union-attr]
+    assert {"from", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"} <= signed
+    # A changed subject breaks the signature.
+    tampered = composed.data.replace(b"Subject: Uitnodiging", b"Subject: Uitnodigin9", 1)
+    assert tampered != composed.data
+    assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_a_bad_dkim_key_file_is_an_input_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    with pytest.raises(InputError, match="INVITES_DKIM_KEY_FILE"):
+        DkimKey.load(bad, "s", "example.org")
+    with pytest.raises(InputError, match="INVITES_DKIM_KEY_FILE"):
+        DkimKey.load(tmp_path / "missing.pem", "s", "example.org")

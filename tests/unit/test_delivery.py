@@ -37,3 +37,25 @@ def test_no_attempt_yet_waits_the_first_delay() -> None:
 def test_custom_schedule() -> None:
     assert retry_delay(1, (10, 20)) == timedelta(seconds=10)
     assert retry_delay(7, (10, 20)) == timedelta(seconds=20)
+
+
+def test_the_schedule_is_read_from_the_setting() -> None:
+    from invites.delivery import parse_schedule
+
+    assert parse_schedule("60, 300,900") == (60, 300, 900)
+    for bad in ("", "0", "60,-1", "soon"):
+        with pytest.raises(ValueError, match="INVITES_RETRY_SCHEDULE"):
+            parse_schedule(bad)
+
+
+def test_a_message_gives_up_when_the_event_starts_unless_a_lifetime_is_set() -> None:
+    from datetime import UTC, datetime
+
+    from invites.delivery import after_deferral, give_up_at
+
+    created = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)
+    starts = datetime(2018, 2, 13, 18, 30, tzinfo=UTC)
+    assert give_up_at(starts, created, 0) == starts
+    assert give_up_at(starts, created, 3600) == created + timedelta(hours=1)
+    assert after_deferral(1, created, starts, (60,)) == created + timedelta(seconds=60)
+    assert after_deferral(1, starts - timedelta(seconds=59), starts, (60,)) is None

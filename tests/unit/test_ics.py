@@ -9,7 +9,7 @@ import pytest
 from icalendar import Calendar
 from icalendar.cal import Component
 
-from invites.ics import PRODID, CalendarEvent, CalendarTemplate, utc_stamp
+from invites.ics import PRODID, CalendarEvent, CalendarTemplate, fold, utc_stamp
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 STAMP = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)
@@ -161,3 +161,48 @@ def test_invalid_method_raises(method: str) -> None:
 def test_utc_stamp() -> None:
     assert utc_stamp(datetime(2018, 2, 13, 19, 30, tzinfo=AMSTERDAM)) == "20180213T183000Z"
     assert utc_stamp(datetime(2018, 6, 13, 19, 30, tzinfo=AMSTERDAM)) == "20180613T173000Z"
+
+
+NAMES = [
+    "",
+    "Zoë Ĳsbrandt",
+    "Berg, Jan ; van: der",
+    'Jan "de" Berg',
+    "O'Brien",
+    "caret ^ and backslash \\ and ^n",
+    "Ž" * 60,
+    "a" * 73 + "\\" + "b" * 10,
+    "a" * 60 + "^" * 30,
+    "Coöperatie " * 9,
+]
+
+
+@pytest.mark.parametrize("method", ["REQUEST", "CANCEL"])
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_copy_is_the_same_bytes_as_a_new_calendar(name: str, method: str) -> None:
+    template = CalendarTemplate(SPEC, method, STAMP)
+    for email, url in [
+        ("zoe@example.org", URL),
+        ("a.very.long.address.for.folding.tests@subdomain.example.org", URL + "?x=" + "y" * 80),
+    ]:
+        assert template.fast_for_attendee(email, name, url) == template.for_attendee(email, name, url)
+
+
+@pytest.mark.parametrize(("partstat", "rsvp"), [("ACCEPTED", False), ("TENTATIVE", False)])
+def test_a_confirmation_says_the_answer(partstat: str, rsvp: bool) -> None:
+    template = CalendarTemplate(SPEC, "REQUEST", STAMP, partstat=partstat, rsvp=rsvp)
+    data = template.fast_for_attendee("zoe@example.org", "Zoë", URL)
+    assert data == template.for_attendee("zoe@example.org", "Zoë", URL)
+    _, event = parsed(data)
+    assert event["ATTENDEE"].params["PARTSTAT"] == partstat
+    assert event["ATTENDEE"].params["RSVP"] == "FALSE"
+
+
+@pytest.mark.parametrize("line", ["x" * 74, "x" * 75, "é" * 40, "a" + "é" * 37, "x" * 73 + "^n" + "y" * 100])
+def test_fold_never_passes_75_octets_and_unfolds_to_the_line(line: str) -> None:
+    data = fold(line)
+    assert data.endswith(b"\r\n")
+    rows = data[:-2].split(b"\r\n")
+    assert all(len(row) <= 75 for row in rows)
+    assert all(row.startswith(b" ") for row in rows[1:])
+    assert b"".join([rows[0], *(row[1:] for row in rows[1:])]).decode("utf-8") == line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,7 +13,15 @@ import pytest
 from invites.errors import InputError
 from invites.models import Event, Recipient
 from invites.reference import roles
-from invites.rendering import TemplateSet, calendar_links, format_span, salutation
+from invites.rendering import (
+    MessageRenderer,
+    TemplateSet,
+    calendar_links,
+    event_overrides,
+    format_span,
+    render,
+    salutation,
+)
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 START = datetime(2018, 2, 13, 19, 30, tzinfo=AMSTERDAM)
@@ -167,3 +176,142 @@ def test_outlook_calendar_link() -> None:
 def test_unknown_message_kind_is_an_input_error() -> None:
     with pytest.raises(InputError, match="unknown message kind 'spam'"):
         TemplateSet().get("spam", "nl")
+
+
+@pytest.mark.parametrize("role_key", sorted(roles()))
+@pytest.mark.parametrize("language", ["nl", "en"])
+def test_salutation_with_a_name_for_every_role(role_key: str, language: str) -> None:
+    greeting = salutation(named(role_key), language)
+    if role_key in ("mayor", "alderman"):
+        assert greeting == f"{roles()[role_key].salutation(language)} Van der Berg"
+    elif language == "nl":
+        assert greeting == "Geachte heer/mevrouw Van der Berg"
+    else:
+        assert greeting == "Dear Jan van der Berg"
+
+
+# --- Organiser templates: sandboxed, and their errors say where -----------------------------------------
+
+
+def overridden(sources: dict[str, str], kind: str = "invitation", language: str = "nl") -> Event:
+    found = event()
+    found.extra = {"templates": {kind: {part: {language: text} for part, text in sources.items()}}}
+    found.changed_fields = []
+    return found
+
+
+def test_event_overrides_pick_kind_and_language() -> None:
+    found = overridden({"subject": "Kom ook!"})
+    assert event_overrides(found, "invitation", "nl") == {"subject": "Kom ook!"}
+    assert event_overrides(found, "invitation", "en") == {}
+    assert event_overrides(found, "reminder", "nl") == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ({"spam": {}}, "templates.spam"),
+        ({"invitation": {"footer": {"nl": "x"}}}, "templates.invitation.footer"),
+        ({"invitation": {"subject": {"de": "x"}}}, "templates.invitation.subject.de"),
+        ({"invitation": {"subject": {"nl": 3}}}, "templates.invitation.subject.nl"),
+        ({"invitation": "x"}, "templates.invitation"),
+    ],
+)
+def test_malformed_overrides_name_the_field(table: dict[str, Any], field: str) -> None:
+    found = event()
+    found.extra = {"templates": table}
+    with pytest.raises(InputError, match=f"field '{re.escape(field)}'"):
+        event_overrides(found, "invitation", "nl")
+
+
+def test_a_syntax_error_names_the_line() -> None:
+    with pytest.raises(InputError, match=r"template event:invitation/body\.nl\.txt line 3: .*"):
+        TemplateSet().get("invitation", "nl", {"text": "Beste,\n\n{% if %}\n"})
+
+
+def test_a_runtime_error_names_the_line() -> None:
+    templates = TemplateSet().get("invitation", "nl", {"text": "a\nb\n{{ recipient.nope }}\n"})
+    with pytest.raises(InputError, match=r"event:invitation/body\.nl\.txt line 3: .*nope"):
+        render(templates.text, {"recipient": {}}, "x")
+
+
+def test_an_error_in_a_shared_file_names_that_file() -> None:
+    templates = TemplateSet().get("invitation", "nl", {"html": '{% extends "_message.nl.html" %}'})
+    with pytest.raises(InputError, match=r"template _layout\.html line 7: .*has no attribute 'title'"):
+        render(templates.html, {"event": {}}, "x")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ recipient.name.__class__.__base__.__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+    ],
+)
+def test_the_sandbox_refuses_escapes(source: str) -> None:
+    templates = TemplateSet().get("invitation", "nl", {"text": source})
+    with pytest.raises(InputError, match=r"unsafe|undefined"):
+        render(templates.text, {"recipient": {"name": "Jan"}}, "x")
+
+
+def test_html_is_autoescaped_and_text_is_not() -> None:
+    templates = TemplateSet().get("invitation", "nl", {"html": "<p>{{ v }}</p>", "text": "{{ v }}"})
+    assert render(templates.html, {"v": "<b>&"}, "x") == "<p>&lt;b&gt;&amp;</p>"
+    assert render(templates.text, {"v": "<b>&"}, "x") == "<b>&"
+
+
+# --- Rendering once per shape gives what rendering per person gives --------------------------------------
+
+TRICKY = [
+    "{{ recipient.name | upper }} {{ recipient.name }}",
+    "{% if recipient.name == 'Jan' %}Jan!{% else %}{{ recipient.name }}{% endif %}",
+    "{{ recipient.name ~ '!' }} {{ recipient.name | length }} {{ recipient.name[:2] }}",
+    "{{ recipient.name is string }} {{ recipient.attributes.fractie | default('geen') }}",
+    "{% for key, value in recipient.attributes | dictsort %}{{ key }}={{ value }};{% endfor %}",
+    "{{ recipient.name or 'onbekend' }} {{ recipient.role or 'genodigde' }}",
+    "{{ recipient.name | e }} {{ '%s' | format(recipient.name) }} {{ recipient.name.split() | join('+') }}",
+    "{{ recipient.attributes.zetels + 1 if recipient.attributes.zetels else 0 }}",
+    '<a href="{{ links.rsvp }}" title="{{ recipient.name }}" style="color: red">{{ recipient.name }}</a>',
+    '<p style="{{ recipient.name }}">x</p><!-- {{ recipient.name }} -->',
+    "<{{ recipient.name }}>",
+    "&{{ recipient.name }}; </{{ recipient.name }}> &a{{ recipient.name }}; <di{{ recipient.name }}>",
+]
+PEOPLE: list[dict[str, Any]] = [
+    {"name": "Jan", "role": "burgemeester", "attributes": {"fractie": "D66", "zetels": 3}},
+    {"name": "Zoë <Ĳs> & 'co' \"x\"", "role": "", "attributes": {}},
+    {"name": "", "role": "raadslid", "attributes": {"fractie": ""}},
+    {"name": "  odd   spacing ", "role": "x\ty", "attributes": {"zetels": None}},
+    {"name": "amp", "role": "b", "attributes": {}},
+    {"name": "mp", "role": "v", "attributes": {}},
+]
+
+
+@pytest.mark.parametrize("source", TRICKY)
+def test_fast_rendering_equals_rendering_per_person(source: str) -> None:
+    templates = TemplateSet().get(
+        "invitation", "nl", {"subject": source, "text": source, "html": f"<html><body>{source}</body></html>"}
+    )
+    renderer = MessageRenderer(templates, {"event": {}}, "test")
+    for person in PEOPLE:
+        personal = {"recipient": person, "links": {"rsvp": "https://invites.example.org/r/a.b?x=1&y=2"}}
+        try:
+            expected = renderer.reference(personal)
+        except InputError:
+            with pytest.raises(InputError):
+                renderer.fast(personal)
+            continue
+        assert renderer.fast(personal).finished() == expected
+
+
+def test_fast_rendering_reuses_one_skeleton_per_shape() -> None:
+    parts = {"subject": "{{ x }}", "text": "{{ recipient.name }}", "html": "{{ x }}"}
+    templates = TemplateSet().get("invitation", "nl", parts)
+    renderer = MessageRenderer(templates, {"x": "vast"}, "test")
+    for name in ("Jan", "Piet", "Zoë"):
+        filled = renderer.fast({"recipient": {"name": name}})
+        assert not isinstance(filled.text, str)
+        assert filled.finished().text == f"{name}\n"
+    renderer.fast({"recipient": {"name": ""}})
+    assert len(renderer._skeletons) == 2

@@ -1,0 +1,353 @@
+"""Delivery benchmark, end to end: a 20,000-recipient campaign of the example invitation through real Celery
+workers, a private Redis and the database bookkeeping, into Postfix's smtp-sink (a C SMTP sink; the Debian
+package postfix is installed when it is missing, with no daemon started).
+
+Prints messages per second from the start of the campaign until every row is final, and the workers' peak
+RSS for the campaign and for one a tenth its size (memory must not grow with the list). In the same run it
+times the naive pattern: one Celery task per message, an EmailMessage plus an icalendar object built for
+each recipient, a new SMTP connection each time; and prints the ratio.
+
+    python -m bench.deliver [--recipients N] [--naive N] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import func, select
+
+from invites import campaigns, db, embedded
+from invites.eventfile import parse_event_file
+from invites.events import load_event
+from invites.imports import import_list
+from invites.models import Event, MessageStatus, OutboundMessage
+from invites.rendering import TemplateSet
+from invites.settings import Settings, project_dir
+from invites.sink import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SLUG = "lokaal-samenspel-2018"
+
+
+def smtp_sink_binary() -> str:
+    """Postfix's smtp-sink, installed from Debian's packages when missing (no MTA daemon is started)."""
+    found = shutil.which("smtp-sink") or (
+        "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else ""
+    )
+    if found:
+        return found
+    print("installing postfix for smtp-sink …", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(
+        ["debconf-set-selections"],
+        input=b"postfix postfix/main_mailer_type select No configuration\n",
+        check=True,
+    )
+    policy = Path("/usr/sbin/policy-rc.d")
+    ours = not policy.exists()
+    if ours:  # forbid starting services while the package installs
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postfix"], check=True, env=env
+        )
+    finally:
+        if ours:
+            policy.unlink()
+    return shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[Any]:
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(log.open("wb")) if log else subprocess.DEVNULL
+        child = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The largest peak RSS (VmHWM) among a process and its children."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    peaks = []
+    for each in pids:
+        with contextlib.suppress(OSError):
+            match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{each}/status").read_text())
+            if match:
+                peaks.append(int(match.group(1)) / 1024)
+    return max(peaks, default=0.0)
+
+
+def wait_for_log(path: Path, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} never said {text!r}:\n{path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+
+
+def fresh_database(url: str) -> Any:
+    engine = db.make_engine(url)
+    db.downgrade(engine, "base")
+    db.upgrade(engine)
+    return engine
+
+
+def prepare(url: str, recipients: int) -> None:
+    """A fresh database with the example event and `recipients` people invited."""
+    engine = fresh_database(url)
+    factory = db.session_factory(engine)
+    now = datetime.now(UTC)
+    spec = parse_event_file((project_dir("examples") / "lokaal-samenspel-2018.toml").read_bytes())
+    rows = "".join(
+        f"person.{i}@gemeente{i % 400}.example.nl,Persoon {i},raadslid\n" for i in range(recipients)
+    )
+    with db.transaction(factory) as session:
+        event = load_event(session, spec, now).event
+        import_list(session, event, ("e-mail,naam,functie\n" + rows).encode(), "bench.csv", now)
+    engine.dispose()
+
+
+def final_count(factory: Any) -> int:
+    with factory() as session:
+        done = [s for s in MessageStatus if s.final]
+        return int(session.scalar(select(func.count()).where(OutboundMessage.status.in_(done))) or 0)
+
+
+def run_pipeline(settings: Settings, env: dict[str, str], tmp: Path, recipients: int) -> dict[str, float]:
+    """Our way: start the campaign (rows written, then ids enqueued in batches) and time it until every row
+    is final."""
+    prepare(settings.resolved_database_url, recipients)
+    engine = db.make_engine(settings.resolved_database_url)
+    factory = db.session_factory(engine)
+    log = tmp / f"worker-{recipients}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "--concurrency=2",
+        "--loglevel=INFO",
+    ]
+    command += [
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+        f"--hostname=bench-{recipients}@%h",
+    ]
+    with process(command, env, log) as worker:
+        wait_for_log(log, "ready.")
+        from workers.tasks import enqueue_batch
+
+        started = time.perf_counter()
+        campaign = campaigns.start_campaign(
+            factory, SLUG, "invitation", settings, TemplateSet(), datetime.now(UTC)
+        )
+        campaigns.enqueue_queued(factory, campaign.scope, enqueue_batch, settings.batch_size)
+        while final_count(factory) < campaign.total:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker died:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        peak = peak_rss_mib(worker.pid)
+    with factory() as session:
+        sent = session.scalar(select(func.count()).where(OutboundMessage.status == MessageStatus.SENT)) or 0
+    engine.dispose()
+    if sent != campaign.total:
+        raise RuntimeError(f"only {sent} of {campaign.total} were sent; see {log}")
+    return {"seconds": elapsed, "messages": campaign.total, "peak_mib": peak}
+
+
+# The naive pattern, as its own Celery app: `celery -A bench.deliver:naive worker`.
+naive = Celery("naive")
+
+
+@naive.on_configure.connect
+def _configure_naive(sender: Celery, **_: Any) -> None:
+    sender.conf.update(
+        broker_url=os.environ.get("INVITES_REDIS_URL", ""),
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=os.environ.get("INVITES_QUEUE", "naive"),
+    )
+
+
+_naive_engine: dict[int, Any] = {}
+
+
+@naive.task(name="bench.naive_send")
+def naive_send(row_id: int) -> None:
+    """One message: read its row and event, build an EmailMessage and an icalendar object, open an SMTP
+    connection, send, close it, and record the outcome."""
+    import smtplib
+    from email.message import EmailMessage
+
+    from icalendar import Calendar
+    from icalendar import Event as CalendarEvent
+
+    settings = Settings()
+    engine = _naive_engine.get(os.getpid())
+    if engine is None:
+        engine = _naive_engine[os.getpid()] = db.make_engine(settings.resolved_database_url)
+    with db.session_factory(engine)() as session, session.begin():
+        row = session.get(OutboundMessage, row_id)
+        event = session.get(Event, row.event_id) if row else None
+        if row is None or event is None:
+            return
+        calendar = Calendar()
+        calendar.add("prodid", "-//naive//EN")
+        calendar.add("version", "2.0")
+        calendar.add("method", "REQUEST")
+        vevent = CalendarEvent()
+        vevent.add("uid", event.ics_uid)
+        vevent.add("summary", event.title)
+        vevent.add("dtstart", event.starts_at)
+        vevent.add("dtend", event.ends_at)
+        vevent.add("location", f"{event.venue_name}, {event.venue_address}, {event.venue_city}")
+        vevent.add("description", event.description)
+        vevent.add("attendee", f"mailto:{row.to_address}")
+        calendar.add_component(vevent)
+        message = EmailMessage()
+        message["From"] = settings.sender
+        message["To"] = row.to_address
+        message["Subject"] = f"Uitnodiging: {event.title}"
+        message["Message-ID"] = row.message_id
+        message.set_content(
+            f"Beste {row.to_address},\n\nU bent uitgenodigd voor {event.title}.\n{event.description}"
+        )
+        message.add_alternative(
+            f"<p>U bent uitgenodigd voor <b>{event.title}</b>.</p><p>{event.description}</p>", subtype="html"
+        )
+        message.add_attachment(calendar.to_ical(), maintype="text", subtype="calendar", filename="invite.ics")
+        target = settings.smtp
+        assert target is not None
+        with smtplib.SMTP(target.host, target.port) as smtp:
+            smtp.send_message(message)
+        row.status = MessageStatus.SENT
+        row.sent_at = datetime.now(UTC)
+
+
+def run_naive(settings: Settings, env: dict[str, str], tmp: Path, messages: int) -> dict[str, float]:
+    prepare(settings.resolved_database_url, messages)
+    engine = db.make_engine(settings.resolved_database_url)
+    factory = db.session_factory(engine)
+    campaign = campaigns.start_campaign(
+        factory, SLUG, "invitation", settings, TemplateSet(), datetime.now(UTC)
+    )
+    log = tmp / "naive.log"
+    command = [sys.executable, "-m", "celery", "-A", "bench.deliver:naive", "worker", "--concurrency=2"]
+    command += [
+        "--loglevel=INFO",
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+        "--hostname=naive@%h",
+    ]
+    with process(command, env, log) as worker:
+        wait_for_log(log, "ready.")
+        naive.conf.update(broker_url=settings.redis_url, task_default_queue=settings.queue)
+        started = time.perf_counter()
+        for ids in campaigns.queued_ids(factory, campaign.scope):
+            for row_id in ids:
+                naive_send.delay(row_id)
+        while final_count(factory) < campaign.total:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the naive worker died:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        peak = peak_rss_mib(worker.pid)
+    engine.dispose()
+    return {"seconds": elapsed, "messages": campaign.total, "peak_mib": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--naive", type=int, default=2_000, help="messages for the naive pattern")
+    parser.add_argument("--database-url", default="", help="default: a SQLite file in a temporary folder")
+    args = parser.parse_args()
+    sink = smtp_sink_binary()
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        port = free_port()
+        redis_url = embedded.ensure_running(tmp / "redis")
+        database_url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+        settings = Settings(
+            database_url=database_url,
+            redis_url=redis_url,
+            smtp_url=f"smtp://127.0.0.1:{port}",
+            var_dir=tmp / "var",
+            secret_key="bench-secret",
+            queue=f"bench-{uuid.uuid4().hex[:6]}",
+        )
+        env = {
+            **os.environ,
+            "INVITES_DATABASE_URL": database_url,
+            "INVITES_REDIS_URL": redis_url,
+            "INVITES_SMTP_URL": settings.smtp_url,
+            "INVITES_VAR_DIR": str(settings.var_dir),
+            "INVITES_SECRET_KEY": settings.secret_key,
+            "INVITES_QUEUE": settings.queue,
+        }
+        os.environ.update(env)  # this process enqueues through the same Celery app as the workers
+        try:
+            # smtp-sink: accept everything, a backlog of 1024; as root it must drop to another user.
+            sink_args = [sink, "-u", "nobody", f"127.0.0.1:{port}", "1024"]
+            with process(sink_args, log=tmp / "smtp-sink.log"):
+                small = run_pipeline(settings, env, tmp, max(args.recipients // 10, 1))
+                ours = run_pipeline(settings, env, tmp, args.recipients)
+                theirs = run_naive(settings, env, tmp, args.naive)
+        finally:
+            embedded.stop(tmp / "redis")
+    rate = ours["messages"] / ours["seconds"]
+    naive_rate = theirs["messages"] / theirs["seconds"]
+    print(
+        f"deliver end to end: {ours['messages']:,.0f} messages in {ours['seconds']:.1f} s = "
+        f"{rate:,.0f} msg/s "
+        f"(goal 2,000); worker peak RSS {ours['peak_mib']:.0f} MiB, and {small['peak_mib']:.0f} MiB for "
+        f"{small['messages']:,.0f} messages"
+    )
+    print(
+        f"naive (a task, an EmailMessage + icalendar and a new SMTP connection per message): "
+        f"{theirs['messages']:,.0f} messages in {theirs['seconds']:.1f} s = {naive_rate:,.0f} msg/s; "
+        f"peak RSS {theirs['peak_mib']:.0f} MiB"
+    )
+    print(f"ratio: {rate / naive_rate:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

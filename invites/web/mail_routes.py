@@ -1,0 +1,127 @@
+"""Routes about messages: the organiser's preview of any message, and the unsubscribe page (RFC 8058).
+
+The preview has no login yet; access control comes with the organiser UI.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from invites import unsubscribe as unsubscribing
+from invites.compose import composer_for, sample_invitation, sample_recipient
+from invites.errors import InputError, NotFound
+from invites.events import get_event
+from invites.models import Invitation, Recipient
+from invites.web.deps import RuntimeDep, SessionDep
+
+router = APIRouter()
+
+PREVIEW_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+    "subject": "text/plain; charset=utf-8",
+    "ics": "text/calendar; charset=utf-8",
+    "eml": "text/plain; charset=utf-8",
+}
+
+
+def _plain(text: str, status_code: int) -> Response:
+    return Response(text, status_code=status_code, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/preview/{slug}", response_model=None)
+def preview(
+    slug: str,
+    session: SessionDep,
+    rt: RuntimeDep,
+    kind: str = "invitation",
+    lang: str = "",
+    to: str = "",
+    part: str = "html",
+) -> Response:
+    """One message as the recipient `to` (else a made-up person) would get it; `part` picks html, text,
+    subject, ics or the whole message (eml). A template error is a 400 that names the line and the cause."""
+    if part not in PREVIEW_TYPES:
+        return _plain(f"part {part!r} is not one of {', '.join(PREVIEW_TYPES)}", 400)
+    try:
+        event = get_event(session, slug)
+        if to:
+            row = session.execute(
+                select(Recipient, Invitation)
+                .join(Invitation, Invitation.recipient_id == Recipient.id)
+                .where(Invitation.event_id == event.id, Recipient.email_key == to.strip().casefold())
+            ).first()
+            if row is None:
+                raise NotFound(f"{to} is not invited to {slug}")
+            recipient, invitation = row[0], row[1]
+        else:
+            recipient = sample_recipient(language=lang or event.language)
+            invitation = sample_invitation(kind)
+        composer = composer_for(rt.settings, event, kind, rt.templates, datetime.now(UTC))
+        language = lang or None
+        if part == "eml":
+            body: str | bytes = composer.compose(recipient, invitation, language).data
+        else:
+            parts = composer.parts(recipient, invitation, language)
+            if part == "ics":
+                if parts.ics is None:
+                    return _plain(f"a {kind} message carries no calendar", 404)
+                body = parts.ics
+            else:
+                body = {"html": parts.html, "text": parts.text, "subject": parts.subject}[part]
+    except NotFound as exc:
+        return _plain(str(exc), 404)
+    except InputError as exc:
+        return _plain(str(exc), 400)
+    return Response(body, media_type=PREVIEW_TYPES[part])
+
+
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        '<!DOCTYPE html><html lang="nl"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title></head><body><main><h1>{escape(title)}</h1>{body}</main></body></html>",
+        status_code=status_code,
+    )
+
+
+def _unknown() -> HTMLResponse:
+    return _page("Niet gevonden", "<p>Deze afmeldlink is niet (meer) geldig.</p>", 404)
+
+
+@router.get("/u/{token}", response_class=HTMLResponse)
+def unsubscribe_page(token: str, session: SessionDep, rt: RuntimeDep) -> HTMLResponse:
+    # Read-only: mail scanners fetch every link, so only the POST below unsubscribes.
+    try:
+        subscriber = unsubscribing.find_subscriber(session, rt.settings.secret_key, token)
+    except NotFound:
+        return _unknown()
+    address = escape(subscriber.recipient.email)
+    if subscriber.unsubscribed:
+        return _page("Afgemeld", f"<p>{address} ontvangt geen berichten meer over bijeenkomsten.</p>")
+    return _page(
+        "Afmelden",
+        f"<p>Wilt u dat {address} geen berichten meer ontvangt over bijeenkomsten van "
+        f"{escape(subscriber.event.organiser_name or 'de organisatie')}?</p>"
+        f'<form method="post" action="/u/{escape(token)}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Ja, meld mij af</button></form>',
+    )
+
+
+@router.post("/u/{token}", response_class=HTMLResponse)
+def unsubscribe_now(token: str, session: SessionDep, rt: RuntimeDep) -> HTMLResponse:
+    """RFC 8058 one-click (a POST with List-Unsubscribe=One-Click), and the button on the page above."""
+    try:
+        subscriber = unsubscribing.unsubscribe(session, rt.settings.secret_key, token, datetime.now(UTC))
+    except NotFound:
+        return _unknown()
+    return _page(
+        "Afgemeld",
+        f"<p>{escape(subscriber.recipient.email)} ontvangt geen berichten meer over bijeenkomsten.</p>",
+    )

@@ -1,0 +1,161 @@
+"""The preview and unsubscribe routes over real HTTP, and the test send through a real SMTP server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from typing import Any
+
+import httpx
+import pytest
+from icalendar import Calendar
+from sqlalchemy import select
+
+from invites import db
+from invites.eventfile import parse_event_file
+from invites.events import get_event, load_event
+from invites.models import Invitation, Recipient, Suppression
+from invites.sink import stored_messages
+from invites.unsubscribe import unsubscribe_token
+from tests.conftest import EVENT_FILE, NOW, ROOT, run_cli, settings_env, wait_until
+
+SLUG = "lokaal-samenspel-2018"
+ADDRESS = "zoe@example.org"
+
+
+@dataclass(frozen=True)
+class Guest:
+    public_id: str
+    unsubscribe: str
+
+
+@pytest.fixture
+def guest(runtime: Any, settings: Any) -> Guest:
+    with db.transaction(runtime.sessions) as session:
+        event = load_event(session, parse_event_file(EVENT_FILE.read_bytes(), str(EVENT_FILE)), NOW).event
+        person = Recipient(
+            email=ADDRESS,
+            email_key=ADDRESS,
+            first_name="Zoë",
+            name_prefix="van",
+            last_name="Ĳsbrandt",
+            display_name="Zoë van Ĳsbrandt",
+            role_key="mayor",
+            municipality_code="GM0353",
+            language="nl",
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        session.add(person)
+        session.flush()
+        session.add(
+            Invitation(event_id=event.id, recipient_id=person.id, public_id="zoe-pid", created_at=NOW)
+        )
+    return Guest("zoe-pid", unsubscribe_token(settings.secret_key, "zoe-pid"))
+
+
+def test_preview_renders_every_part_for_a_recipient(web: str, guest: Guest) -> None:
+    with httpx.Client(base_url=web) as client:
+        html = client.get(f"/preview/{SLUG}", params={"to": ADDRESS})
+        text = client.get(f"/preview/{SLUG}", params={"to": ADDRESS, "part": "text", "lang": "en"})
+        subject = client.get(
+            f"/preview/{SLUG}", params={"to": ADDRESS, "part": "subject", "kind": "reminder"}
+        )
+        ics = client.get(f"/preview/{SLUG}", params={"to": ADDRESS, "part": "ics", "kind": "cancellation"})
+        eml = client.get(f"/preview/{SLUG}", params={"to": ADDRESS, "part": "eml"})
+        sample = client.get(f"/preview/{SLUG}", params={"kind": "waitlist", "part": "text"})
+        none = client.get(f"/preview/{SLUG}", params={"kind": "waitlist", "part": "ics"})
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "Geachte burgemeester Van Ĳsbrandt," in html.text
+    assert "<style" not in html.text
+    assert text.text.startswith("Dear Mayor Van Ĳsbrandt,\n")
+    assert subject.text.startswith("Herinnering: Inspiratiebijeenkomst")
+    assert str(Calendar.from_ical(ics.content)["METHOD"]) == "CANCEL"
+    message = message_from_bytes(eml.content, policy=default)
+    assert isinstance(message, EmailMessage)
+    assert message["To"].addresses[0].addr_spec == ADDRESS
+    assert "plaats 3" in sample.text, "a made-up person, third on the waiting list"
+    assert none.status_code == 404
+
+
+def test_preview_reports_a_template_error_with_its_line(web: str, runtime: Any, guest: Guest) -> None:
+    with db.transaction(runtime.sessions) as session:
+        event = get_event(session, SLUG)
+        event.extra = {**event.extra, "templates": {"reminder": {"html": {"nl": "<p>\n{% if %}</p>"}}}}
+    with httpx.Client(base_url=web) as client:
+        broken = client.get(f"/preview/{SLUG}", params={"kind": "reminder"})
+        escape = client.get(f"/preview/{SLUG}", params={"kind": "spam"})
+        stranger = client.get(f"/preview/{SLUG}", params={"to": "onbekend@example.org"})
+        missing = client.get("/preview/no-such-event")
+        wrong_part = client.get(f"/preview/{SLUG}", params={"part": "pdf"})
+    assert broken.status_code == 400
+    assert "event:reminder/body.nl.html line 2" in broken.text
+    assert escape.status_code == 400 and "unknown message kind 'spam'" in escape.text
+    assert stranger.status_code == 404 and missing.status_code == 404
+    assert wrong_part.status_code == 400
+
+
+def suppressed(runtime: Any) -> list[tuple[str, str]]:
+    with runtime.sessions() as session:
+        return [tuple(r) for r in session.execute(select(Suppression.email_key, Suppression.reason))]
+
+
+def test_unsubscribe_page_changes_nothing_and_one_click_unsubscribes(
+    web: str, runtime: Any, guest: Guest
+) -> None:
+    path = f"/u/{guest.unsubscribe}"
+    with httpx.Client(base_url=web) as client:
+        page = client.get(path)
+        assert page.status_code == 200
+        assert ADDRESS in page.text and 'method="post"' in page.text
+        assert client.head(path).status_code in (200, 405)
+        assert suppressed(runtime) == [], "a GET must never unsubscribe: mail scanners follow links"
+
+        # RFC 8058: the mailbox provider POSTs List-Unsubscribe=One-Click to the https URI.
+        done = client.post(path, data={"List-Unsubscribe": "One-Click"})
+        assert done.status_code == 200 and "Afgemeld" in done.text
+        assert suppressed(runtime) == [(ADDRESS, "unsubscribed")]
+        assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert suppressed(runtime) == [(ADDRESS, "unsubscribed")]
+        assert "Afgemeld" in client.get(path).text
+
+        forged = client.post(f"/u/{guest.public_id}.forged", data={"List-Unsubscribe": "One-Click"})
+        assert forged.status_code == 404
+
+
+def stored(directory: Any, count: int) -> list[EmailMessage]:
+    files = wait_until(lambda: len(stored_messages(directory)) >= count and stored_messages(directory))
+    messages = [message_from_bytes(path.read_bytes(), policy=default) for path in files]
+    return [m for m in messages if isinstance(m, EmailMessage)]
+
+
+def test_send_test_goes_through_smtp(settings: Any, sink: Any, guest: Guest) -> None:
+    result = run_cli(settings, "send", SLUG, "--test-to", "organisator@example.org", "--kind", "update")
+    assert "test update sent to organisator@example.org" in result.stdout
+    [message] = stored(sink.directory, 1)
+    assert message["To"].addresses[0].addr_spec == "organisator@example.org"
+    assert message["Subject"].startswith("[TEST] Gewijzigd: ")
+    assert message["Message-ID"].startswith("<test.update.")
+    calendar = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
+    assert calendar.get_param("method") == "REQUEST"
+    with pytest.raises(AssertionError, match="unknown message kind"):
+        run_cli(settings, "send", SLUG, "--test-to", "organisator@example.org", "--kind", "spam")
+
+
+def test_send_test_without_smtp_url_uses_the_local_sink(settings: Any, guest: Guest) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "invites.cli", "send", SLUG, "--test-to", "organisator@example.org"],
+        env={**settings_env(settings), "INVITES_SMTP_URL": ""},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the local sink" in result.stdout
+    [message] = stored(settings.outbox_dir, 1)
+    assert message["Subject"].startswith("[TEST] Uitnodiging: ")
