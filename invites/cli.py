@@ -542,6 +542,32 @@ def redis_url() -> None:
     out.print(broker_url(Runtime.current().settings), highlight=False)
 
 
+replies_app = typer.Typer(help="Calendar replies (Accept/Decline pressed in Outlook, Gmail, Apple).")
+app.add_typer(replies_app, name="replies")
+
+
+@replies_app.command("serve")
+def replies_serve(host: str = "127.0.0.1", port: int = 2526) -> None:
+    """Run the inbound SMTP endpoint that records calendar replies; forward the organiser's mail to it."""
+    import signal as signals
+
+    from aiosmtpd.controller import Controller
+
+    from invites.replies import ReplyHandler
+
+    runtime = Runtime.current()
+    stop = {signals.SIGINT, signals.SIGTERM}
+    # Blocked before the server's thread starts, so only this thread receives them, in sigwait.
+    signals.pthread_sigmask(signals.SIG_BLOCK, stop)
+    controller = Controller(ReplyHandler(runtime.sessions, now), hostname=host, port=port)
+    controller.start()
+    out.print(f"recording calendar replies sent to smtp://{host}:{port}; Ctrl-C stops")
+    try:
+        signals.sigwait(stop)
+    finally:
+        controller.stop()
+
+
 def main() -> Any:
     return app()
 

@@ -114,7 +114,11 @@ def rsvp_options(event: Event) -> dict[str, Any]:
 
 
 def check_responses(
-    event: Event, guests: int, responses: dict[str, str], answer: Answer = Answer.ACCEPTED
+    event: Event,
+    guests: int,
+    responses: dict[str, str],
+    answer: Answer = Answer.ACCEPTED,
+    enforce_required: bool = True,
 ) -> tuple[int, dict[str, str]]:
     """The guests and answers to the event's questions, checked; unknown questions are dropped.
 
@@ -130,7 +134,7 @@ def check_responses(
     for question in options["questions"]:
         value = responses.get(question["key"], "").strip()[:MAX_TEXT]
         if not value:
-            if question["required"] and answer != Answer.DECLINED:
+            if question["required"] and answer != Answer.DECLINED and enforce_required:
                 raise InputError(f"please answer: {question['label']}")
             continue
         if question["type"] == "choice" and value not in question["choices"]:
@@ -199,6 +203,8 @@ def record_answer(
         invitation.guests if guests is None else guests,
         invitation.responses if responses is None else responses,
         answer,
+        # An Accept pressed in a calendar, or an organiser's entry, cannot answer the page's questions.
+        enforce_required=source in (AnswerSource.WEB, AnswerSource.REGISTRATION),
     )
     was_attending = invitation.answer == Answer.ACCEPTED and invitation.waitlist_position is None
     changed = (invitation.answer, invitation.guests, invitation.responses) != (answer, guests, clean)
