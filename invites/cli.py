@@ -559,7 +559,8 @@ def replies_serve(host: str = "127.0.0.1", port: int = 2526) -> None:
     stop = {signals.SIGINT, signals.SIGTERM}
     # Blocked before the server's thread starts, so only this thread receives them, in sigwait.
     signals.pthread_sigmask(signals.SIG_BLOCK, stop)
-    controller = Controller(ReplyHandler(runtime.sessions, now), hostname=host, port=port)
+    handler = ReplyHandler(runtime.sessions, now, runtime.settings, runtime.enqueue)
+    controller = Controller(handler, hostname=host, port=port)
     controller.start()
     out.print(f"recording calendar replies sent to smtp://{host}:{port}; Ctrl-C stops")
     try:

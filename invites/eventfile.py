@@ -247,6 +247,11 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
     extra = {k: v for k, v in raw.items() if k not in KNOWN_TOP}
     if "rsvp" in raw:
         extra["rsvp"] = _rsvp_options(top.sub("rsvp"))
+    # May someone who got a forwarded personal link sign up as themselves (never as the invitee)?
+    if "allow_forwarded" in registration.table:
+        extra["registration"] = {
+            "allow_forwarded": bool(registration.optional("allow_forwarded", bool, "true or false"))
+        }
 
     return EventSpec(
         slug=slug,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -244,10 +245,14 @@ class Invitation(Base):
     responses: Mapped[dict[str, Any]] = mapped_column(default=dict)
     waitlist_position: Mapped[int | None]
     import_job_id: Mapped[int | None] = mapped_column(ForeignKey("import_job.id", ondelete="SET NULL"))
+    # A public registration waiting for its double opt-in: no campaign, count or list includes it yet.
+    pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Who passed their personal link on, when the organiser lets invitees bring a colleague that way.
+    referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("invitation.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
 
     event: Mapped[Event] = relationship()
-    recipient: Mapped[Recipient] = relationship()
+    recipient: Mapped[Recipient] = relationship(foreign_keys=[recipient_id])
     history: Mapped[list[AnswerHistory]] = relationship(
         back_populates="invitation", order_by="AnswerHistory.id", cascade="all, delete-orphan"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes
@@ -24,6 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from invites.errors import InputError
 from invites.models import Answer, AnswerSource, Event, Invitation, Recipient
 from invites.rsvp import record_answer
+from invites.settings import Settings
+
+Enqueue = Callable[[list[int]], None]
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +110,11 @@ class ReplyResult:
     reason: str
 
 
-def record_reply(factory: sessionmaker[Session], reply: Reply, now: datetime) -> ReplyResult:
-    """Record a calendar reply as the attendee's answer, source calendar; or say why it was ignored."""
+def record_reply(
+    factory: sessionmaker[Session], reply: Reply, now: datetime, settings: Settings, enqueue: Enqueue
+) -> ReplyResult:
+    """Record a calendar reply as the attendee's answer, source calendar, and queue the notices it calls
+    for (the waiting list, people moving up); or say why it was ignored."""
     if reply.sender != reply.attendee:
         # Anyone can mail a REPLY naming someone else; only the attendee's own mailbox speaks for them.
         return _ignored(f"From {reply.sender} is not the attendee {reply.attendee}")
@@ -143,28 +150,40 @@ def _ignored(reason: str) -> ReplyResult:
     return ReplyResult(False, reason)
 
 
-def handle_mail(factory: sessionmaker[Session], data: bytes, now: datetime) -> ReplyResult:
+def handle_mail(
+    factory: sessionmaker[Session], data: bytes, now: datetime, settings: Settings, enqueue: Enqueue
+) -> ReplyResult:
     """Read one mail from the organiser's inbox and record the reply it holds, if any."""
     try:
         reply = parse_reply(data)
     except NotAReply as exc:
         return _ignored(str(exc))
-    return record_reply(factory, reply, now)
+    return record_reply(factory, reply, now, settings, enqueue)
 
 
 class ReplyHandler:
     """aiosmtpd handler: the inbound SMTP endpoint the organiser's address can forward replies to."""
 
-    def __init__(self, factory: sessionmaker[Session], clock: Any) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        clock: Callable[[], datetime],
+        settings: Settings,
+        enqueue: Enqueue,
+    ) -> None:
         self.factory = factory
         self.clock = clock
+        self.settings = settings
+        self.enqueue = enqueue
         self.results: list[ReplyResult] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         import asyncio
 
         data = envelope.original_content or b""
-        result = await asyncio.to_thread(handle_mail, self.factory, data, self.clock())
+        result = await asyncio.to_thread(
+            handle_mail, self.factory, data, self.clock(), self.settings, self.enqueue
+        )
         self.results.append(result)
         # Accept even what is ignored: a bounce back to a calendar client helps nobody.
         return "250 OK"

@@ -27,6 +27,8 @@ from invites.models import (
     PageView,
     Recipient,
 )
+from invites.outbox import queue_personal
+from invites.settings import Settings
 from invites.tokens import split_token, token_matches
 
 # Fetches this soon after delivery are almost never a person reading their mail.
@@ -55,6 +57,7 @@ class AnswerOutcome:
     waitlist_position: int | None = None
     promoted: list[int] = field(default_factory=list)
     was_attending: bool = False
+    source: AnswerSource = AnswerSource.WEB
 
 
 def find_by_token(session: Session, secret: str, token: str) -> RsvpView:
@@ -194,6 +197,11 @@ def record_answer(
     """
     event = lock_event(session, invitation.event_id)
     session.refresh(invitation)
+    if invitation.pending:
+        # The double opt-in: a registrant answered from the personal link we mailed to their address.
+        invitation.pending = False
+        if source == AnswerSource.WEB:
+            source = AnswerSource.REGISTRATION
     if event.status == EventStatus.CANCELLED:
         raise InputError("this event has been cancelled")
     if event.rsvp_deadline and now > event.rsvp_deadline and source != AnswerSource.ORGANISER:
@@ -230,7 +238,7 @@ def record_answer(
     session.flush()
     promoted = promote_waitlist(session, event, now)
     _renumber_waitlist(session, event.id)
-    return AnswerOutcome(changed, history.id, invitation.waitlist_position, promoted, was_attending)
+    return AnswerOutcome(changed, history.id, invitation.waitlist_position, promoted, was_attending, source)
 
 
 def _next_position(session: Session, event_id: int) -> int:
@@ -280,3 +288,24 @@ def _renumber_waitlist(session: Session, event_id: int) -> None:
     for position, invitation in enumerate(waiting, start=1):
         invitation.waitlist_position = position
     session.flush()
+
+
+def queue_notices(
+    session: Session, invitation: Invitation, outcome: AnswerOutcome, settings: Settings, now: datetime
+) -> list[int]:
+    """Queue the mail an answer calls for; returns outbox ids to enqueue after the commit.
+
+    The one who answered gets a confirmation with the calendar updated (REQUEST when coming, CANCEL when
+    not), or the waiting-list notice; an Accept pressed in a calendar needs no confirmation, only the notice
+    when it landed on the waiting list. Everyone who moved up from the waiting list is told.
+    """
+    cause = f"h{outcome.history_id}"
+    queued: list[int | None] = []
+    if outcome.changed and outcome.waitlist_position is not None:
+        queued.append(queue_personal(session, "waitlist", invitation, cause, settings, now))
+    elif outcome.changed and outcome.source != AnswerSource.CALENDAR:
+        queued.append(queue_personal(session, "rsvp-confirmation", invitation, cause, settings, now))
+    for promoted in outcome.promoted:
+        moved_up = session.get_one(Invitation, promoted)
+        queued.append(queue_personal(session, "rsvp-confirmation", moved_up, f"up-{cause}", settings, now))
+    return [row for row in queued if row is not None]

@@ -70,8 +70,11 @@ class Segment:
         }
 
     def conditions(self, event: Event) -> list[ColumnElement[bool]]:
-        """SQL conditions on Recipient (joined to the event's Invitation) that select this segment."""
-        found: list[ColumnElement[bool]] = []
+        """SQL conditions on Recipient (joined to the event's Invitation) that select this segment.
+
+        A registration still waiting for its double opt-in is in no segment.
+        """
+        found: list[ColumnElement[bool]] = [Invitation.pending.is_(False)]
         if self.roles:
             found.append(Recipient.role_key.in_(self.roles))
         if self.municipalities:

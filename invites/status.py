@@ -25,12 +25,14 @@ from invites.segments import Segment
 
 def event_status(session: Session, event: Event) -> dict[str, Any]:
     """The counts an organiser asks for first: invited, sent, failed, and the answers."""
-    invited = session.scalar(select(func.count()).where(Invitation.event_id == event.id)) or 0
+    confirmed = (Invitation.event_id == event.id, Invitation.pending.is_(False))
+    invited = session.scalar(select(func.count()).where(*confirmed)) or 0
+    pending = (
+        session.scalar(select(func.count()).where(Invitation.event_id == event.id, Invitation.pending)) or 0
+    )
     answers = dict(
         session.execute(
-            select(Invitation.answer, func.count())
-            .where(Invitation.event_id == event.id)
-            .group_by(Invitation.answer)
+            select(Invitation.answer, func.count()).where(*confirmed).group_by(Invitation.answer)
         ).all()
     )
     messages = dict(
@@ -66,6 +68,7 @@ def event_status(session: Session, event: Event) -> dict[str, Any]:
         "tentative": int(answers.get(Answer.TENTATIVE, 0)),
         "no_answer": int(answers.get(None, 0)),
         "waitlisted": int(waitlisted or 0),
+        "pending_registrations": int(pending),
         "places_taken": places_taken(session, event.id),
         "capacity": event.capacity,
         "opened": int(opens.get(False, 0)),

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from invites import rsvp
+from invites import registration, rsvp
 from invites.compose import Composer
 from invites.embedded import client_for
 from invites.errors import InputError, NotFound
@@ -27,7 +27,7 @@ from invites.runtime import Runtime, broker_url
 from invites.settings import project_dir
 from invites.sink import stored_messages
 from invites.status import attendees, event_status
-from invites.web import api, mail_routes
+from invites.web import api, mail_routes, registration_routes
 from invites.web.deps import RuntimeDep, SessionDep
 
 ANSWER_LABELS = {
@@ -42,6 +42,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.limiter = None
     app.include_router(api.router)
+    app.include_router(registration_routes.router)
     app.include_router(mail_routes.router)
     pages = Jinja2Templates(directory=str(project_dir("templates") / "web"))
 
@@ -141,6 +142,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             "saved": saved,
             "error": error,
             "cancelled": view.event.status == "cancelled",
+            # Someone reading a forwarded link may sign up as themselves, never answer as the invitee.
+            "forward_url": f"/e/{view.event.slug}/register?via={token}"
+            if registration.allows_forwarded(view.event)
+            else "",
         }
 
     @app.api_route("/r/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
@@ -181,17 +186,21 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                 guests = -1
             responses = {key.removeprefix("q_"): value for key, value in form.items() if key.startswith("q_")}
             try:
-                rsvp.record_answer(
+                answered_at = datetime.now(UTC)
+                outcome = rsvp.record_answer(
                     session,
                     view.invitation,
                     rsvp.parse_answer(form.get("answer", "")),
                     AnswerSource.WEB,
-                    datetime.now(UTC),
+                    answered_at,
                     request.headers.get("user-agent", ""),
                     guests=guests,
                     responses=responses,
                 )
+                notices = rsvp.queue_notices(session, view.invitation, outcome, rt.settings, answered_at)
                 session.commit()
+                if notices:
+                    rt.enqueue(notices)
             except InputError as exc:
                 session.rollback()
                 view = rsvp.find_by_token(session, rt.settings.secret_key, token)

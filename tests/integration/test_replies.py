@@ -30,7 +30,7 @@ def endpoint(runtime: Any) -> Iterator[tuple[Controller, ReplyHandler, str]]:
             session, event, b"email\nzoe@example.nl\nbram@example.nl\nanne@example.nl\n", "l.csv", NOW
         )
         uid = event.ics_uid
-    handler = ReplyHandler(runtime.sessions, lambda: datetime.now(UTC))
+    handler = ReplyHandler(runtime.sessions, lambda: datetime.now(UTC), runtime.settings, runtime.enqueue)
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller, handler, uid

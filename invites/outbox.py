@@ -1,0 +1,60 @@
+"""Use case: queue one personal message (a confirmation, a waiting-list notice, a registration's link).
+
+Like a campaign's rows, it is an outbox row committed before any worker hears of it; its idempotency key
+names what caused it (an answer in the history, a registration), so the same cause never mails twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from invites.compose import message_id, sender_domain
+from invites.models import Event, Invitation, MessageStatus, OutboundMessage, Recipient, Suppression
+from invites.settings import Settings
+
+
+def queue_personal(
+    session: Session, kind: str, invitation: Invitation, cause: str, settings: Settings, now: datetime
+) -> int | None:
+    """Add the outbox row for one message to one invitee, unless it exists or the address is suppressed.
+
+    Returns the new row's id, for the caller to enqueue after its commit; None when nothing is to be sent.
+    """
+    key = f"{kind}:{invitation.event_id}:{invitation.recipient_id}:{cause}"
+    if session.scalar(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)):
+        return None
+    recipient = session.get_one(Recipient, invitation.recipient_id)
+    if recipient.undeliverable or session.scalar(
+        select(Suppression.id).where(Suppression.email_key == recipient.email_key)
+    ):
+        return None
+    event = session.get_one(Event, invitation.event_id)
+    row = OutboundMessage(
+        idempotency_key=key,
+        kind=kind,
+        event_id=event.id,
+        recipient_id=recipient.id,
+        invitation_id=invitation.id,
+        sequence=event.sequence,
+        language=recipient.language or event.language,
+        to_address=recipient.email,
+        message_id=message_id(
+            settings.secret_key,
+            sender_domain(settings.sender),
+            f"{kind}.{cause}",
+            event.id,
+            recipient.id,
+            event.sequence,
+        ),
+        status=MessageStatus.QUEUED,
+        attempts=0,
+        last_reply="",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row.id

@@ -1,0 +1,110 @@
+"""The public "Aanmelden" page: a form, a honeypot, rate limits, and a mail to confirm (double opt-in)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from invites import registration, rsvp
+from invites.embedded import client_for
+from invites.errors import InputError, NotFound
+from invites.events import get_event
+from invites.models import Event, Invitation
+from invites.outbox import queue_personal
+from invites.ratelimit import Limit, RateLimiter
+from invites.reference import municipalities, roles
+from invites.runtime import broker_url
+from invites.settings import project_dir
+from invites.web.deps import RuntimeDep, SessionDep
+
+router = APIRouter(tags=["registration"])
+pages = Jinja2Templates(directory=str(project_dir("templates") / "web"))
+# A person registers once or twice; a bot tries many times.
+REGISTER = Limit("register", 10, 3600)
+
+
+def _referrer(session: Any, secret: str, event: Event, via: str) -> Invitation | None:
+    if not via:
+        return None
+    try:
+        view = rsvp.find_by_token(session, secret, via)
+    except NotFound:
+        return None
+    return view.invitation if view.event.id == event.id else None
+
+
+def _context(event: Event, now: datetime, via: str, **extra: Any) -> dict[str, Any]:
+    day = event.starts_at.date()
+    return {
+        "lang": "nl",
+        "event": event,
+        "state": "open"
+        if via and registration.allows_forwarded(event)
+        else registration.registration_state(event, now),
+        "via": via,
+        "roles": [role for role in roles().values() if role.key != "other"],
+        "municipalities": sorted(m.name for m in municipalities().values() if m.exists_on(day)),
+        "form": {},
+        "error": "",
+        **extra,
+    }
+
+
+@router.get("/e/{slug}/register", response_class=HTMLResponse)
+def register_page(request: Request, slug: str, session: SessionDep, via: str = "") -> HTMLResponse:
+    try:
+        event = get_event(session, slug)
+    except NotFound:
+        return pages.TemplateResponse(request, "not_found.html", {"lang": "nl"}, status_code=404)
+    return pages.TemplateResponse(request, "register.html", _context(event, datetime.now(UTC), via))
+
+
+@router.post("/e/{slug}/register", response_class=HTMLResponse)
+def register_submit(
+    request: Request,
+    slug: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    name: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    municipality: Annotated[str, Form()] = "",
+    organisation: Annotated[str, Form()] = "",
+    website: Annotated[str, Form()] = "",
+    via: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    now = datetime.now(UTC)
+    try:
+        event = get_event(session, slug)
+    except NotFound:
+        return pages.TemplateResponse(request, "not_found.html", {"lang": "nl"}, status_code=404)
+    client = request.client.host if request.client else "?"
+    limiter = RateLimiter(client_for(broker_url(runtime.settings)))
+    if not limiter.allow(REGISTER, f"{client}:{event.ics_uid}"):
+        context = _context(event, now, via, error="U hebt zich te vaak aangemeld. Probeer het later opnieuw.")
+        return pages.TemplateResponse(request, "register.html", context, status_code=429)
+    form = registration.RegistrationForm(name, email, role, municipality, organisation, "nl", website)
+    try:
+        registered = registration.register(
+            session, event, form, now, _referrer(session, runtime.settings.secret_key, event, via)
+        )
+        queued = None
+        if registered.mail and registered.invitation_id is not None:
+            invitation = session.get_one(Invitation, registered.invitation_id)
+            cause = f"reg-{now:%Y%m%d%H%M%S%f}"
+            queued = queue_personal(
+                session, "registration-confirmation", invitation, cause, runtime.settings, now
+            )
+        session.commit()
+    except InputError as exc:
+        session.rollback()
+        context = _context(event, now, via, error=str(exc), form=form.__dict__)
+        return pages.TemplateResponse(request, "register.html", context, status_code=400)
+    if queued is not None:
+        runtime.enqueue([queued])
+    # The same words for a person, a bot caught by the honeypot, and a suppressed address.
+    return pages.TemplateResponse(request, "registered.html", {"lang": "nl", "event": event})
