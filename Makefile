@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/invites demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check invites workers tests
-	$(BIN)/ruff format --check invites workers tests
+	$(BIN)/ruff check invites workers tests bench
+	$(BIN)/ruff format --check invites workers tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,8 +31,10 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.import
 	$(BIN)/python -m bench.compose
 	$(BIN)/python -m bench.deliver
+	$(BIN)/python -m bench.rsvp_load
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -537,8 +537,12 @@ class Composer:
         language: str | None = None,
         *,
         method: str | None = AUTO,
+        message_id: str | None = None,
     ) -> Composed:
-        """The RFC 5322 bytes for one recipient. Raises InputError on a template error or a forged field."""
+        """The RFC 5322 bytes for one recipient. Raises InputError on a template error or a forged field.
+
+        `message_id` is the outbox row's, when there is one; else it is derived as the row's would be.
+        """
         language = self._language(recipient, language)
         address = recipient.email
         to_header = address_header("To", recipient.display_name, address)
@@ -548,7 +552,7 @@ class Composer:
         subject = self._subjects.get(subject_text)
         if subject is None:
             subject = self._subjects[subject_text] = folded("Subject", subject_text)
-        mid = self.message_id(recipient)
+        mid = _single_line(message_id, "the Message-ID") if message_id else self.message_id(recipient)
         data = self._mime(
             b"".join(
                 (

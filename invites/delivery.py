@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, or_, selec
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites.bounces import verp_address
-from invites.compose import Composer, sender_domain
+from invites.compose import Composer, composer_for, sender_domain
 from invites.errors import InputError
 from invites.mailer import Mailer, SendOutcome
 from invites.models import (
@@ -365,16 +365,11 @@ async def _deliver_one(
         if row.invitation is None:
             raise InputError("the message has no invitation to compose from")
         if key not in composers:
-            composers[key] = Composer(
-                row.event,
-                message.kind,
-                templates,
-                sender=settings.sender,
-                base_url=settings.base_url,
-                secret=settings.secret_key,
-                now=now,
-            )
-        composed = composers[key].compose(row.recipient, row.invitation, message.language)
+            composers[key] = composer_for(settings, row.event, message.kind, templates, now)
+        # The row's Message-ID is the message's identity: a resend after a crash carries the same one.
+        composed = composers[key].compose(
+            row.recipient, row.invitation, message.language, message_id=message.message_id
+        )
     except InputError as exc:
         outcome = SendOutcome(MessageStatus.FAILED, f"could not compose: {exc}")
     except (

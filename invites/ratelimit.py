@@ -21,11 +21,12 @@ PER_CLIENT = Limit("rsvp-client", 1200, 60)
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, per_client: int = PER_CLIENT.requests) -> None:
         self.client = client
+        self.per_client = Limit(PER_CLIENT.name, per_client, PER_CLIENT.seconds)
 
     def allow_rsvp(self, client: str, token: str) -> bool:
-        return self.allow(PER_CLIENT, client) and self.allow(PER_LINK, token[:64])
+        return self.allow(self.per_client, client) and self.allow(PER_LINK, token[:64])
 
     def allow(self, limit: Limit, who: str) -> bool:
         """Count one request by `who`; False once they are over the limit for the current window."""

@@ -195,7 +195,10 @@ def record_answer(
     An accept beyond the capacity goes onto the waiting list. A confirmed guest who declines (or brings fewer
     guests) frees places, and the first on the waiting list move up. The caller commits.
     """
-    event = lock_event(session, invitation.event_id)
+    event = session.get_one(Event, invitation.event_id)
+    if event.capacity is not None:
+        # Places are counted below: hold the event's lock, so concurrent accepts decide one at a time.
+        event = lock_event(session, invitation.event_id)
     session.refresh(invitation)
     if invitation.pending:
         # The double opt-in: a registrant answered from the personal link we mailed to their address.
@@ -236,8 +239,10 @@ def record_answer(
     )
     session.add(history)
     session.flush()
-    promoted = promote_waitlist(session, event, now)
-    _renumber_waitlist(session, event.id)
+    promoted: list[int] = []
+    if event.capacity is not None:
+        promoted = promote_waitlist(session, event, now)
+        _renumber_waitlist(session, event.id)
     return AnswerOutcome(changed, history.id, invitation.waitlist_position, promoted, was_attending, source)
 
 

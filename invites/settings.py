@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str = ""
     import_max_bytes: int = 20 * 1024 * 1024
     municipalities_file: Path | None = None
+    rsvp_client_limit: int = 1200
     # Delivery (README "Delivery"): SMTP connections per worker process, the reply timeout, the relay's
     # preset and rate ("30/min"; empty means the preset's, or no limit), a cap per recipient domain,
     # the retry schedule in seconds (the last repeats), and when to give up (0: when the event starts).

@@ -102,7 +102,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     def limiter(rt: Runtime) -> RateLimiter:
         if app.state.limiter is None:
-            app.state.limiter = RateLimiter(client_for(broker_url(rt.settings)))
+            app.state.limiter = RateLimiter(
+                client_for(broker_url(rt.settings)), rt.settings.rsvp_client_limit
+            )
         limiter: RateLimiter = app.state.limiter
         return limiter
 
