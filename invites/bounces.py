@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import imaplib
 import logging
 import re
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -273,56 +271,3 @@ class InboundHandler:
             return "451 4.3.0 could not record the report; try again later"
         kinds = ",".join(result.kind for result in results) or "no report"
         return f"250 OK {kinds}"
-
-
-@dataclass(frozen=True)
-class ImapTarget:
-    host: str
-    port: int
-    tls: bool
-    username: str
-    password: str
-    mailbox: str
-
-    @classmethod
-    def parse(cls, url: str) -> ImapTarget:
-        """imaps://user:password@host[:port]/MAILBOX (imap:// for plain, with STARTTLS when offered)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("imap", "imaps") or not parts.hostname:
-            raise ValueError(f"INVITES_BOUNCE_IMAP_URL {url!r} must look like imaps://user:pass@host/INBOX")
-        tls = parts.scheme == "imaps"
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (993 if tls else 143),
-            tls=tls,
-            username=unquote(parts.username or ""),
-            password=unquote(parts.password or ""),
-            mailbox=unquote(parts.path.lstrip("/")) or "INBOX",
-        )
-
-
-def poll_imap(target: ImapTarget, handle: Callable[[bytes], list[BounceResult]], limit: int = 500) -> int:
-    """Read the unseen messages of the bounce mailbox; delete each DSN once recorded, and leave anything
-    else marked as seen for a person to read. Returns how many messages were read."""
-    client: imaplib.IMAP4 = (
-        imaplib.IMAP4_SSL(target.host, target.port) if target.tls else imaplib.IMAP4(target.host, target.port)
-    )
-    try:
-        if not target.tls and "STARTTLS" in client.capabilities:
-            client.starttls()
-        client.login(target.username, target.password)
-        client.select(target.mailbox)
-        _, found = client.uid("SEARCH", "UNSEEN")
-        uids = [uid.decode() for uid in (found[0] or b"").split()[:limit]]
-        for uid in uids:
-            _, fetched = client.uid("FETCH", uid, "(BODY.PEEK[])")
-            data = next((item[1] for item in fetched if isinstance(item, tuple)), b"")
-            flag = "(\\Deleted)" if handle(bytes(data)) else "(\\Seen)"
-            client.uid("STORE", uid, "+FLAGS", flag)
-        if uids:
-            client.expunge()
-    except BaseException:
-        client.shutdown()
-        raise
-    client.logout()
-    return len(uids)

@@ -569,6 +569,15 @@ def replies_serve(host: str = "127.0.0.1", port: int = 2526) -> None:
         controller.stop()
 
 
+@replies_app.command("poll")
+def replies_poll() -> None:
+    """Read the organiser's inbox (INVITES_REPLY_IMAP_URL) once; beat does this every two minutes."""
+    runtime = Runtime.current()
+    if not runtime.settings.reply_imap_url:
+        raise fail("INVITES_REPLY_IMAP_URL is not set")
+    out.print(f"{runtime.poll_replies(now())} messages read")
+
+
 def main() -> Any:
     return app()
 

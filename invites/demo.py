@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from rich.console import Console
 from sqlalchemy import select
 
-from invites import campaigns, db
+from invites import campaigns, db, embedded
 from invites.eventfile import parse_event_file
 from invites.events import get_event, load_event
 from invites.imports import import_list
@@ -118,3 +118,6 @@ def run_demo(
         if beat is not None:
             stop_process(beat)
         stop_process(worker)
+        if not settings.redis_url:
+            # The demo started the embedded Redis; leave nothing running behind it.
+            embedded.stop(settings.var_dir)

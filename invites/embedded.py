@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -38,6 +39,14 @@ def _alive(path: Path) -> bool:
         return False
 
 
+def _running(pidfile: Path) -> bool:
+    try:
+        os.kill(int(pidfile.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def ensure_running(var_dir: Path, timeout: float = 15.0) -> str:
     """Start the embedded Redis unless it already runs; returns its broker URL."""
     path = socket_path(var_dir)
@@ -48,6 +57,12 @@ def ensure_running(var_dir: Path, timeout: float = 15.0) -> str:
     with (directory / "start.lock").open("w") as lock:
         # Two processes starting at once: the second waits here, then finds the first one's server.
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _alive(path) and _running(directory / "redis.pid"):
+            # Started but slow to answer (a loaded machine): wait for it rather than start a second one,
+            # which would take over the socket and leave the first running unseen.
+            deadline = time.monotonic() + timeout
+            while not _alive(path) and _running(directory / "redis.pid") and time.monotonic() < deadline:
+                time.sleep(0.1)
         if not _alive(path):
             path.unlink(missing_ok=True)
             subprocess.run(

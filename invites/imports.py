@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from invites.audience import Person, Rejection, RowReader, Table, as_json, open_table
 from invites.errors import InputError
-from invites.models import Event, ImportJob, Invitation, InvitationSource, Recipient, Suppression
+from invites.models import Event, ImportJob, Invitation, InvitationSource, Recipient
 from invites.reference import match_municipality
+from invites.suppression import suppressed_among
 from invites.tokens import new_public_id
 
 PERSON_FIELDS = (
@@ -168,7 +169,7 @@ def _store(
     if not people:
         return
     keys = [person.email_key for person in people]
-    suppressed = set(session.scalars(select(Suppression.email_key).where(Suppression.email_key.in_(keys))))
+    suppressed = suppressed_among(session, keys)
     if suppressed:
         report.suppressed += sum(1 for person in people if person.email_key in suppressed)
         people = [person for person in people if person.email_key not in suppressed]

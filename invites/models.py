@@ -374,3 +374,29 @@ class ImportJob(Base):
     report: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+class AuditLog(Base):
+    """Append-only: who exported or erased a person's data, and when the retention purge ran.
+
+    The person is named by their erasure key (a keyed hash of the address), never by the address.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(120), default="")
+    subject_key: Mapped[str] = mapped_column(String(120), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PrivacyKey(Base):
+    """One row: the random key, made by the migration, that turns an erased address into its suppression
+    key, so the address itself is not kept and the key cannot be recomputed from the address alone."""
+
+    __tablename__ = "privacy_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(128))

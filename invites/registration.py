@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from invites.audience import check_address
 from invites.errors import InputError
-from invites.models import Event, EventStatus, Invitation, InvitationSource, Recipient, Suppression
+from invites.models import Event, EventStatus, Invitation, InvitationSource, Recipient
 from invites.reference import match_municipality, match_role
+from invites.suppression import suppressed_among
 from invites.tokens import new_public_id
 
 MAX_FIELD = 200
@@ -100,7 +101,7 @@ def register(
     except EmailNotValidError as exc:
         raise InputError(f"dat e-mailadres klopt niet: {exc}") from exc
     key = address.casefold()
-    if session.scalar(select(Suppression.id).where(Suppression.email_key == key)):
+    if suppressed_among(session, [key]):
         return Registered(None, mail=False)
     recipient = session.scalar(select(Recipient).where(Recipient.email_key == key))
     if recipient is None:

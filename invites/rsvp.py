@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from invites.errors import InputError, NotFound
 from invites.models import (
@@ -64,7 +64,13 @@ def find_by_token(session: Session, secret: str, token: str) -> RsvpView:
     """The invitation a token opens. A forged, wrong or revoked token is NotFound, and says no more."""
     public_id = split_token(token)
     invitation = (
-        session.scalar(select(Invitation).where(Invitation.public_id == public_id)) if public_id else None
+        session.scalar(
+            select(Invitation)
+            .where(Invitation.public_id == public_id)
+            .options(joinedload(Invitation.recipient), joinedload(Invitation.event))
+        )
+        if public_id
+        else None
     )
     if invitation is None or not token_matches(secret, token, invitation.public_id, invitation.token_version):
         raise NotFound("no such invitation")

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites import db, delivery, embedded, reference
+from invites.mailbox import ImapTarget, poll_imap
 from invites.mailer import SmtpMailer, SmtpPool
 from invites.rendering import TemplateSet
 from invites.settings import Settings, get_settings
@@ -151,9 +152,23 @@ class Runtime:
 
         if not self.settings.bounce_imap_url:
             return 0
-        target = bounces.ImapTarget.parse(self.settings.bounce_imap_url)
-        return bounces.poll_imap(
-            target, lambda data: bounces.process_message(self.sessions, data, self.settings.secret_key, now)
+        target = ImapTarget.parse(self.settings.bounce_imap_url, "INVITES_BOUNCE_IMAP_URL")
+        return poll_imap(
+            target,
+            lambda data: bool(bounces.process_message(self.sessions, data, self.settings.secret_key, now)),
+        )
+
+    def poll_replies(self, now: datetime) -> int:
+        """Read the organiser's inbox (INVITES_REPLY_IMAP_URL) once for calendar replies; returns how many
+        messages were read. A recorded reply is deleted; anything else stays, marked as read."""
+        from invites import replies
+
+        if not self.settings.reply_imap_url:
+            return 0
+        target = ImapTarget.parse(self.settings.reply_imap_url, "INVITES_REPLY_IMAP_URL")
+        return poll_imap(
+            target,
+            lambda data: replies.handle_mail(self.sessions, data, now, self.settings, self.enqueue).recorded,
         )
 
     def sweep(self, now: datetime) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator
@@ -62,9 +63,18 @@ class Settings(BaseSettings):
     dkim_selector: str = ""
     # The mailto: of List-Unsubscribe; empty means the From's local part + "+unsubscribe".
     unsubscribe_mailto: str = ""
+    # Operations (README "Operations"): production refuses the default secret and a non-https base URL;
+    # logs are JSON lines in production unless INVITES_LOG_FORMAT says otherwise; personal data of
+    # recipients is purged this many days after their last event ended (0: never).
+    env: Literal["development", "production"] = "development"
+    log_format: Literal["", "json", "text"] = ""
+    log_level: str = "INFO"
+    retention_days: int = 365
     import_max_bytes: int = 20 * 1024 * 1024
     municipalities_file: Path | None = None
     rsvp_client_limit: int = 1200
+    reply_imap_url: str = ""
+    reply_poll_seconds: int = 120
     # Delivery (README "Delivery"): SMTP connections per worker process, the reply timeout, the relay's
     # preset and rate ("30/min"; empty means the preset's, or no limit), a cap per recipient domain,
     # the retry schedule in seconds (the last repeats), and when to give up (0: when the event starts).
@@ -109,10 +119,41 @@ class Settings(BaseSettings):
         return self.from_
 
 
+# Secrets that ship in this repository (settings, docker-compose.yml, .env.example): never good in production.
+KNOWN_SECRETS = frozenset({DEFAULT_SECRET_KEY, "change-me-dev-only"})
+MIN_SECRET_LENGTH = 32
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What makes these settings unfit for production, each naming its variable; empty when fit."""
+    problems = []
+    if settings.secret_key in KNOWN_SECRETS or len(settings.secret_key) < MIN_SECRET_LENGTH:
+        problems.append(
+            f"INVITES_SECRET_KEY is the default or shorter than {MIN_SECRET_LENGTH} characters; "
+            "set a long random value"
+        )
+    if urlsplit(settings.base_url).scheme != "https":
+        problems.append(f"INVITES_BASE_URL {settings.base_url!r} is not https://")
+    return problems
+
+
+class UnfitForProduction(ValueError):
+    """INVITES_ENV=production with settings that are only good for development."""
+
+
+def check_production(settings: Settings) -> Settings:
+    """Refuse to go on in production with a development secret or a base URL that is not https."""
+    if settings.env == "production":
+        problems = production_problems(settings)
+        if problems:
+            raise UnfitForProduction("INVITES_ENV=production refuses to start: " + "; ".join(problems))
+    return settings
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read from the environment on first use."""
-    return Settings()
+    """The process's settings, read from the environment on first use (and checked, in production)."""
+    return check_production(Settings())
 
 
 def project_dir(name: str) -> Path:

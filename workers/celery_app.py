@@ -45,6 +45,16 @@ def _configure(sender: Celery, **_: Any) -> None:
                 if settings.bounce_imap_url
                 else {}
             ),
+            **(
+                {
+                    "poll-replies": {
+                        "task": "invites.poll_replies",
+                        "schedule": float(settings.reply_poll_seconds),
+                    }
+                }
+                if settings.reply_imap_url
+                else {}
+            ),
         },
     )
 

@@ -34,6 +34,11 @@ def sweep_outbox() -> int:
     return Runtime.current().sweep(_now())
 
 
+@app.task(name="invites.poll_replies")
+def poll_replies() -> int:
+    return Runtime.current().poll_replies(_now())
+
+
 @app.task(name="invites.poll_bounces")
 def poll_bounces() -> int:
     return Runtime.current().poll_bounces(_now())
