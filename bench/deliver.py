@@ -32,6 +32,7 @@ from celery import Celery
 from sqlalchemy import func, select
 
 from invites import campaigns, db, embedded
+from invites.demo import worker_command
 from invites.eventfile import parse_event_file
 from invites.events import load_event
 from invites.imports import import_list
@@ -150,16 +151,7 @@ def run_pipeline(settings: Settings, env: dict[str, str], tmp: Path, recipients:
     engine = db.make_engine(settings.resolved_database_url)
     factory = db.session_factory(engine)
     log = tmp / f"worker-{recipients}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers",
-        "worker",
-        "--concurrency=2",
-        "--loglevel=INFO",
-    ]
+    command = worker_command("--concurrency=2", "--loglevel=INFO")
     command += [
         "--without-mingle",
         "--without-gossip",

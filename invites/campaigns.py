@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from invites.compose import Composer, message_id, sender_domain
+from invites.compose import composer_for, message_id, sample_invitation, sample_recipient, sender_domain
 from invites.errors import InputError, NotFound
 from invites.models import (
+    Answer,
     Campaign,
     CampaignState,
     Event,
@@ -71,33 +72,8 @@ def check_templates(
 ) -> None:
     """Render the message once for a sample person in each language, so a template error stops the send
     before it starts instead of halfway through."""
-    composer = Composer(
-        event,
-        kind,
-        templates,
-        sender=settings.sender,
-        base_url=settings.base_url,
-        secret=settings.secret_key,
-        now=now,
-    )
-    sample = Recipient(
-        id=0,
-        email="voorbeeld@example.org",
-        email_key="voorbeeld@example.org",
-        display_name="Voorbeeld",
-        first_name="",
-        name_prefix="",
-        last_name="",
-        salutation="",
-        role_key=None,
-        role_label="",
-        municipality_code=None,
-        organisation="",
-        language="nl",
-        attributes={},
-        tags=[],
-    )
-    invitation = Invitation(id=0, public_id="sample", token_version=1)
+    composer = composer_for(settings, event, kind, templates, now)
+    sample, invitation = sample_recipient(), sample_invitation(kind)
     for language in ("nl", "en"):
         composer.compose(sample, invitation, language)
 
@@ -124,6 +100,10 @@ def start_campaign(
             raise InputError(f"no event with slug {event_slug!r}")
         if event.status == EventStatus.CANCELLED and kind != "cancellation":
             raise InputError(f"event {event_slug!r} is cancelled; only a cancellation can be sent")
+        if kind == "cancellation" and event.status != EventStatus.CANCELLED:
+            raise InputError(
+                f"cancel the event with `invites event cancel {event_slug}`; it sends the cancellation"
+            )
         check_templates(event, kind, templates, settings, now)
         campaign = Campaign(
             event_id=event.id,
@@ -143,6 +123,7 @@ def start_campaign(
                 Recipient.undeliverable.is_(False),
                 Recipient.email_key.not_in(suppressed),
                 *(segment or Segment()).conditions(event),
+                *_audience_of_kind(kind, event.id),
             )
             .order_by(Invitation.id)
         ).all()
@@ -172,6 +153,40 @@ def start_campaign(
         new_rows = _insert_missing(session, rows)
         campaign.total = len(rows)
         return StartedCampaign(campaign.id, event.id, kind, event.sequence, len(rows), new_rows)
+
+
+# Message kinds that put the meeting in a calendar.
+CALENDAR_KINDS = ("invitation", "update", "reminder", "rsvp-confirmation")
+
+
+def knows_of_event(event_id: int, *, or_in_flight: bool = False) -> ColumnElement[bool]:
+    """Invitations whose recipient has the meeting: they answered (a registration, an answer recorded by
+    the organiser), or were sent it for their calendar (with `or_in_flight`, also those whose message is
+    in an SMTP conversation right now)."""
+    statuses = [MessageStatus.SENT, MessageStatus.SENDING] if or_in_flight else [MessageStatus.SENT]
+    return or_(
+        Invitation.answer.is_not(None),
+        exists().where(
+            OutboundMessage.recipient_id == Invitation.recipient_id,
+            OutboundMessage.event_id == event_id,
+            OutboundMessage.kind.in_(CALENDAR_KINDS),
+            OutboundMessage.status.in_(statuses),
+        ),
+    )
+
+
+def _audience_of_kind(kind: str, event_id: int) -> list[ColumnElement[bool]]:
+    """An update goes to those who have the meeting and have not declined; a cancellation to everyone who
+    has it. Who was never sent the meeting hears of it with the invitation, as it is by then. Other kinds
+    go to the whole audience."""
+    if kind == "update":
+        return [
+            or_(Invitation.answer.is_(None), Invitation.answer != Answer.DECLINED),
+            knows_of_event(event_id),
+        ]
+    if kind == "cancellation":
+        return [knows_of_event(event_id, or_in_flight=True)]
+    return []
 
 
 def _insert_missing(session: Session, rows: list[dict[str, object]]) -> int:

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -21,20 +22,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from sqlalchemy import select
 
 from invites import campaigns, db
 from invites.compose import composer_for, sample_invitation, sample_recipient
 from invites.errors import InputError, NotFound
 from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
+from invites.events import find_invitee, get_event, load_event
 from invites.exports import export_bytes
 from invites.imports import import_stream
 from invites.mailer import SendOutcome, SmtpMailer
-from invites.models import Invitation, MessageStatus, Recipient
+from invites.models import MessageStatus
 from invites.runtime import Runtime, broker_url
 from invites.segments import Segment, coverage
-from invites.settings import SmtpTarget
+from invites.settings import SmtpTarget, UnfitForProduction
 from invites.sink import Sink
 from invites.status import event_status
 from invites.suppression import suppress
@@ -477,15 +477,9 @@ def render_command(
     with runtime.sessions() as session:
         try:
             event = get_event(session, slug)
-            row = session.execute(
-                select(Recipient, Invitation)
-                .join(Invitation, Invitation.recipient_id == Recipient.id)
-                .where(Invitation.event_id == event.id, Recipient.email_key == to.strip().casefold())
-            ).first()
-            if row is None:
-                raise NotFound(f"{to} is not invited to {slug}")
+            recipient, invitation = find_invitee(session, event, to)
             composer = composer_for(runtime.settings, event, kind, runtime.templates, now())
-            composed = composer.compose(row[0], row[1], lang)
+            composed = composer.compose(recipient, invitation, lang)
         except (InputError, NotFound) as exc:
             raise fail(str(exc)) from exc
     if output:
@@ -500,6 +494,7 @@ def worker(ctx: typer.Context, concurrency: int = 2, loglevel: str = "INFO") -> 
     """Run a Celery worker (extra options go to `celery worker`)."""
     from workers import app as celery_app
 
+    Runtime.current()  # refuses to start in production with development settings
     celery_app.worker_main(["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", *ctx.args])
 
 
@@ -515,13 +510,25 @@ def beat(ctx: typer.Context, loglevel: str = "INFO") -> None:
 
 
 @app.command("serve")
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
     """Run the web app (RSVP pages, status, outbox) under uvicorn."""
     import uvicorn
 
-    from invites.web.app import create_app
+    from invites import logs
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    settings = Runtime.current().settings  # refuses to start in production with development settings
+    uvicorn.run(
+        "invites.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=logs.uvicorn_config(settings),
+    )
 
 
 @app.command("demo")
@@ -578,8 +585,172 @@ def replies_poll() -> None:
     out.print(f"{runtime.poll_replies(now())} messages read")
 
 
+person_app = typer.Typer(help="A person's data (AVG/GDPR): export it, or erase it.", no_args_is_help=True)
+app.add_typer(person_app, name="person")
+retention_app = typer.Typer(help="Retention of personal data.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+ActorOption = Annotated[str, typer.Option("--by", help="who asks, for the audit log")]
+
+
+def _actor(by: str) -> str:
+    """--by, else the operating-system user (a container's uid may have no name)."""
+    import getpass
+
+    try:
+        return by or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@person_app.command("export")
+def person_export(
+    email: str,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")
+    ] = None,
+    by: ActorOption = "",
+) -> None:
+    """Everything stored about the person at EMAIL, as JSON; the export is written to the audit log."""
+    from invites.privacy import export_person
+
+    runtime = Runtime.current()
+    with db.transaction(runtime.sessions) as session:
+        data = export_person(session, email, now(), _actor(by))
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        err.print(f"wrote {output}", highlight=False)
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@person_app.command("forget")
+def person_forget(email: str, by: ActorOption = "") -> None:
+    """Erase the person at EMAIL everywhere, keeping only anonymous counts, and never invite them again."""
+    from invites.privacy import forget_person
+
+    runtime = Runtime.current()
+    with db.transaction(runtime.sessions) as session:
+        erased = forget_person(session, email, now(), _actor(by))
+    what = f"{erased.invitations} invitations, {erased.messages} messages" if erased.found else "no recipient"
+    out.print(f"{email}: erased ({what}); suppressed by its hash", highlight=False)
+
+
+@retention_app.command("purge")
+def retention_purge(
+    at: Annotated[
+        datetime | None, typer.Option("--at", help="the moment to purge as of (ISO 8601; default: now)")
+    ] = None,
+    days: Annotated[int | None, typer.Option(help="default: INVITES_RETENTION_DAYS")] = None,
+) -> None:
+    """Erase the personal data of recipients whose last event ended more than N days ago."""
+    from invites.privacy import purge_expired
+
+    runtime = Runtime.current()
+    moment = now() if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+    keep = runtime.settings.retention_days if days is None else days
+    with db.transaction(runtime.sessions) as session:
+        purged = purge_expired(session, moment, keep)
+    out.print(
+        f"{purged} recipients purged (retention {keep} days, as of {moment.isoformat()})", highlight=False
+    )
+
+
+reminders_app = typer.Typer(help="Reminder rules: who would get what, and the sweep.", no_args_is_help=True)
+app.add_typer(reminders_app, name="reminders")
+AtOption = Annotated[
+    str | None,
+    typer.Option("--at", help="the moment, ISO 8601 (without an offset: Europe/Amsterdam); default: now"),
+]
+
+
+def moment(at: str | None) -> datetime:
+    """--at as an aware moment: an ISO date and time, local to Europe/Amsterdam unless it has an offset."""
+    if at is None:
+        return now()
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError as exc:
+        raise fail(f"--at {at!r} is not an ISO date and time such as 2018-02-06T10:00") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo("Europe/Amsterdam"))
+
+
+@reminders_app.command("due")
+def reminders_due(
+    slug: str, at: AtOption = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """List the event's rules and who would be sent which reminder by a sweep at --at (nothing is sent)."""
+    from invites import reminders
+
+    runtime = Runtime.current()
+    when = moment(at)
+    with runtime.sessions() as session:
+        try:
+            event = get_event(session, slug)
+        except NotFound as exc:
+            raise fail(str(exc)) from exc
+        zone = ZoneInfo(event.timezone)
+        rules = [
+            reminders.describe_rule(rule, event, runtime.settings, when)
+            for rule in reminders.event_rules(session, event)
+        ]
+        due = [
+            item.as_dict(zone) for item in reminders.due_reminders(session, when, runtime.settings, event.id)
+        ]
+    if as_json:
+        report = {"event": slug, "at": when.astimezone(zone).isoformat(), "rules": rules, "due": due}
+        out.print_json(json.dumps(report))
+        return
+    for rule in rules:
+        out.print(f"{rule['name']}: {rule['state']} (sends from {rule['send_from']})", highlight=False)
+    for item in due:
+        out.print(f"{item['rule']}\t{item['template']}\t{item['email']}", highlight=False)
+    out.print(f"{len(due)} due at {when.astimezone(zone).isoformat()}", highlight=False)
+
+
+@reminders_app.command("run")
+def reminders_run(at: AtOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Run the reminder sweep as of --at: queue every due reminder once and hand it to the workers."""
+    from invites import reminders
+
+    runtime = Runtime.current()
+    result = reminders.sweep_reminders(runtime.sessions, runtime.enqueue, moment(at), runtime.settings)
+    if as_json:
+        out.print_json(
+            json.dumps({"due": result.due, "created": result.created, "enqueued": result.enqueued})
+        )
+        return
+    out.print(f"{result.created} reminders queued for the workers", highlight=False)
+
+
+@event_app.command("cancel")
+def event_cancel(
+    slug: str, reason: Annotated[str, typer.Option(help="why; the message and the RSVP page say it")] = ""
+) -> None:
+    """Cancel the event: every calendar drops it (METHOD:CANCEL), no reminder or other message goes out."""
+    from invites.cancellation import cancel_event
+
+    runtime = Runtime.current()
+    try:
+        result = cancel_event(
+            runtime.sessions, slug, reason, runtime.settings, runtime.templates, runtime.enqueue, now()
+        )
+    except InputError as exc:
+        raise fail(str(exc)) from exc
+    out.print(
+        f"cancelled {slug}: campaign {result.campaign.campaign_id}: {result.campaign.total} cancellations, "
+        f"{result.enqueued} queued for the workers; {result.stopped} unsent messages stopped",
+        highlight=False,
+    )
+
+
 def main() -> Any:
-    return app()
+    try:
+        return app()
+    except UnfitForProduction as exc:
+        # Raised where the settings are first read, outside any one command.
+        fail(str(exc))
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import dkim  # type: ignore[import-untyped]
 
 from invites.errors import InputError
 from invites.ics import CalendarEvent, CalendarTemplate
-from invites.models import Answer, Event, Invitation, Recipient
+from invites.models import Answer, Event, EventStatus, Invitation, Recipient
 from invites.rendering import (
     LANGUAGES,
     Filled,
@@ -398,8 +398,10 @@ class Composer:
             event = self.event
             context = self._renderers[language].fixed["event"]
             # A cancellation outranks every request before it; an attendee's own CANCEL (declined) does
-            # not, so that accepting again later is not ignored as stale.
-            sequence = event.sequence + 1 if self.kind == "cancellation" else event.sequence
+            # not, so that accepting again later is not ignored as stale. Cancelling the event raised its
+            # sequence already (cancellation.cancel_event); before that, a preview shows the one to come.
+            cancelled = event.status == EventStatus.CANCELLED
+            sequence = event.sequence + 1 if self.kind == "cancellation" and not cancelled else event.sequence
             self._calendars[key] = CalendarTemplate(
                 CalendarEvent(
                     uid=event.ics_uid,

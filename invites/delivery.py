@@ -375,7 +375,7 @@ async def _deliver_one(
     except (
         Exception
     ) as exc:  # a bug in a template or the composer: fail this row, not the whole batch forever
-        log.exception("could not compose message %s", message.id)
+        log.exception("could not compose message %s", message.id, extra=log_ids(message))
         outcome = SendOutcome(MessageStatus.FAILED, f"could not compose: {type(exc).__name__}: {exc}")
     else:
         if throttle is not None:
@@ -418,6 +418,11 @@ async def _campaign_stopped(
 
         batch.stopped = await asyncio.to_thread(look)
     return batch.stopped.get(campaign_id)
+
+
+def log_ids(message: OutboundMessage) -> dict[str, int | None]:
+    """The ids a log line about a message carries, as fields of their own in JSON logs."""
+    return {"message_id": message.id, "campaign_id": message.campaign_id, "event_id": message.event_id}
 
 
 def _domain(address: str) -> str:
@@ -475,7 +480,14 @@ async def _record(row: _Row, outcome: SendOutcome, batch: _Batch, recorder: _Rec
     batch.counts[status.value] += 1
     if due is not None:
         batch.again[message.id] = due
-    log.info("message %s to %s: %s (%s)", message.id, message.to_address, status.value, reply[:200])
+    log.info(
+        "message %s to %s: %s (%s)",
+        message.id,
+        message.to_address,
+        status.value,
+        reply[:200],
+        extra=log_ids(message),
+    )
 
 
 def sweep(factory: sessionmaker[Session], enqueue: Enqueue, now: datetime, settings: Settings) -> int:

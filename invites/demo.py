@@ -25,21 +25,24 @@ EVENT_FILE = "lokaal-samenspel-2018.toml"
 AUDIENCE_FILE = "audience-utrecht.csv"
 
 
+def worker_command(*options: str) -> list[str]:
+    """The command line of a real Celery worker, as `celery -A workers worker` starts it."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "--without-mingle",
+        "--without-gossip",
+        *options,
+    ]
+
+
 def start_worker(env: dict[str, str], concurrency: int = 2) -> subprocess.Popen[bytes]:
-    """A real Celery worker in its own process, as `celery -A workers worker` starts it."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            f"--concurrency={concurrency}",
-            "--loglevel=WARNING",
-            "--without-mingle",
-            "--without-gossip",
-        ],
+        worker_command(f"--concurrency={concurrency}", "--loglevel=WARNING"),
         env=env,
         cwd=str(project_dir("workers").parent),
     )

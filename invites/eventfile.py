@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invites.errors import InputError
+from invites.reminders import RuleSpec
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class SeriesSpec:
     position: int | None
     previous_date: date | None
     previous_title: str
+    # The slug of the earlier meeting, when it is an event here too.
+    predecessor: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class EventSpec:
     series: SeriesSpec | None
     programme: list[ProgrammeSpec]
     extra: dict[str, Any] = field(default_factory=dict)
+    # The [[reminders]] tables; None when the file has none (a new event then gets the default rules).
+    reminders: tuple[RuleSpec, ...] | None = None
 
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -84,6 +89,7 @@ KNOWN_TOP = {  # "rsvp" is checked here too, and kept in `extra` for the RSVP pa
     "registration",
     "series",
     "programme",
+    "reminders",
 }
 
 
@@ -221,6 +227,7 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
             position=s.optional("position", int, "a whole number"),
             previous_date=previous_date,
             previous_title=previous.text("title", ""),
+            predecessor=s.text("predecessor", ""),
         )
 
     items = raw.get("programme", [])
@@ -283,7 +290,58 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
         series=series,
         programme=programme,
         extra=extra,
+        reminders=_reminders(source, raw, zone) if "reminders" in raw else None,
     )
+
+
+def _reminders(source: str, raw: dict[str, Any], zone: ZoneInfo) -> tuple[RuleSpec, ...]:
+    """The [[reminders]] tables: name, when ("-7d 10:00" or a local date and time), audience, template,
+    and optionally a segment (roles, municipalities, tags, languages, attended_previous)."""
+    items = raw["reminders"]
+    if not isinstance(items, list):
+        raise _Reader(source, raw).fail("reminders", "must be a list of [[reminders]] tables")
+    rules: list[RuleSpec] = []
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise _Reader(source, raw).fail("reminders", f"item {index} must be a table")
+        reader = _Reader(source, item, f"reminders[{index}].")
+        when = item.get("when")
+        if when is None:
+            raise reader.fail("when", "is required: an offset such as '-7d 10:00', or a date and time")
+        if isinstance(when, dt.date) and not isinstance(when, datetime):
+            raise reader.fail("when", "needs a time of day too")
+        audience = item.get("audience")
+        if not isinstance(audience, str) and not (
+            isinstance(audience, list) and all(isinstance(a, str) for a in audience)
+        ):
+            raise reader.fail("audience", "is required: a name such as 'no-answer', or a list of names")
+        segment = {key: item[key] for key in SEGMENT_KEYS if key in item}
+        for key, value in segment.items():
+            if key != "attended_previous" and (
+                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+            ):
+                raise reader.fail(key, "must be a list of texts")
+        name = reader.text("name")
+        try:
+            rules.append(
+                RuleSpec.parse(
+                    name,
+                    when if isinstance(when, datetime) else str(when),
+                    audience,
+                    reader.text("template", "reminder"),
+                    segment,
+                    bool(reader.optional("enabled", bool, "true or false") is not False),
+                    zone,
+                )
+            )
+        except InputError as exc:
+            raise InputError(f"{source}: field 'reminders[{index}]': {exc}") from None
+        if name in (rule.name for rule in rules[:-1]):
+            raise reader.fail("name", f"{name!r} is used by an earlier reminder")
+    return tuple(rules)
+
+
+SEGMENT_KEYS = ("roles", "municipalities", "tags", "languages", "attended_previous")
 
 
 QUESTION_TYPES = ("text", "choice", "yesno", "number")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from invites.errors import NotFound
+from invites.errors import InputError, NotFound
 from invites.eventfile import EventSpec
-from invites.models import Event, ProgrammeItem, Series
+from invites.models import Campaign, Event, Invitation, ProgrammeItem, Recipient, Series
+from invites.reminders import sync_rules
 
 # Changes that calendars must see: they raise the SEQUENCE so clients move the meeting.
 CALENDAR_FIELDS = ("starts_at", "ends_at", "venue_name", "venue_address", "venue_city")
@@ -54,11 +56,24 @@ def get_event(session: Session, slug: str) -> Event:
     return event
 
 
+def find_invitee(session: Session, event: Event, address: str) -> tuple[Recipient, Invitation]:
+    """The person invited to the event under this address (any case), with their invitation."""
+    row = session.execute(
+        select(Recipient, Invitation)
+        .join(Invitation, Invitation.recipient_id == Recipient.id)
+        .where(Invitation.event_id == event.id, Recipient.email_key == address.strip().casefold())
+    ).first()
+    if row is None:
+        raise NotFound(f"{address} is not invited to {event.slug}")
+    return row[0], row[1]
+
+
 def load_event(session: Session, spec: EventSpec, now: datetime) -> LoadResult:
     """Create the event from its definition, or update it in place.
 
     A change of time or venue raises the event's SEQUENCE and records which fields changed, so an update
-    can be sent. The caller commits.
+    can be sent: the changes since the last invitation or update went out. The event's reminder rules are
+    saved by name (a new event without any gets the default two). The caller commits.
     """
     event = session.scalar(select(Event).where(Event.slug == spec.slug))
     created = event is None
@@ -77,8 +92,19 @@ def load_event(session: Session, spec: EventSpec, now: datetime) -> LoadResult:
     for name in CALENDAR_FIELDS + PLAIN_FIELDS:
         setattr(event, name, getattr(spec, name))
     if changes:
+        # What went out at the current sequence told everyone the earlier changes already.
+        announced = session.scalar(
+            select(Campaign.id)
+            .where(
+                Campaign.event_id == event.id,
+                Campaign.kind.in_(("invitation", "update")),
+                Campaign.sequence == event.sequence,
+            )
+            .limit(1)
+        )
+        earlier = set() if announced else set(event.changed_fields)
         event.sequence += 1
-        event.changed_fields = sorted(set(event.changed_fields) | set(changes))
+        event.changed_fields = sorted(earlier | set(changes))
     event.updated_at = now
     event.series = _series(session, spec) if spec.series else None
     event.series_position = spec.series.position if spec.series else None
@@ -100,8 +126,23 @@ def load_event(session: Session, spec: EventSpec, now: datetime) -> LoadResult:
                 "title": spec.series.previous_title,
             },
         }
+    if spec.series and spec.series.predecessor:
+        _link_predecessor(session, event, spec.series.predecessor)
     session.flush()
+    sync_rules(session, event, spec.reminders, now)
     return LoadResult(event, created, changes)
+
+
+def _link_predecessor(session: Session, event: Event, slug: str) -> None:
+    """The earlier meeting of the series, by slug: its attendees are a segment (attended_previous), and
+    the templates can name it (`event.previous_meeting`) when the file does not describe it itself."""
+    earlier = session.scalar(select(Event).where(Event.slug == slug))
+    if earlier is None or earlier.id == event.id:
+        raise InputError(f"field 'series.predecessor': no earlier event with slug {slug!r}; load it first")
+    event.predecessor_id = earlier.id
+    if "previous_meeting" not in event.extra:
+        day = earlier.starts_at.astimezone(ZoneInfo(earlier.timezone)).date()
+        event.extra = {**event.extra, "previous_meeting": {"date": day.isoformat(), "title": earlier.title}}
 
 
 def _series(session: Session, spec: EventSpec) -> Series:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, literal, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.inspection import inspect
 from sqlalchemy.orm import Session
 
@@ -148,7 +148,7 @@ def forget_person(session: Session, address: str, now: datetime, actor: str) -> 
             ).all()
         )
         anonymise(session, [recipient.id], now)
-    session.query(Suppression).filter(Suppression.email_key == key).delete()
+    session.execute(delete(Suppression).where(Suppression.email_key == key))
     if session.scalar(select(Suppression.id).where(Suppression.email_key == hashed)) is None:
         session.add(Suppression(email_key=hashed, reason="erased", at=now))
     _scrub_import_reports(session, key)

@@ -378,6 +378,14 @@ def calendar_links(event: Event, description: str) -> dict[str, str]:
     return {"google": google, "outlook": outlook}
 
 
+class Attributes(dict[str, Any]):
+    """The import's extra columns. A column one list had and another lacks reads as empty, so a template
+    that uses it cannot fail for some recipients halfway through a campaign."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 def recipient_context(recipient: Recipient, language: str) -> dict[str, Any]:
     """What the templates know of the person: the personal values, with the import's extra columns."""
     role = roles().get(recipient.role_key or "")
@@ -390,7 +398,7 @@ def recipient_context(recipient: Recipient, language: str) -> dict[str, Any]:
         "role": role.label(language) if role else recipient.role_label,
         "municipality": municipality_name(recipient.municipality_code),
         "organisation": recipient.organisation,
-        "attributes": dict(recipient.attributes or {}),
+        "attributes": Attributes(recipient.attributes or {}),
     }
 
 

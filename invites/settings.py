@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     import_max_bytes: int = 20 * 1024 * 1024
     municipalities_file: Path | None = None
     rsvp_client_limit: int = 1200
+    # Reminders (README "Reminders, updates and cancellations"): the local hours in which they may go out
+    # (held until the next start outside them), and how many hours after its time a missed one may still
+    # go out (0: until the event starts).
+    reminder_hours: str = "08:00-21:00"
+    reminder_max_late_hours: int = 0
     reply_imap_url: str = ""
     reply_poll_seconds: int = 120
     # Delivery (README "Delivery"): SMTP connections per worker process, the reply timeout, the relay's

@@ -158,26 +158,20 @@ def run_cli(settings: Any, *args: str, check: bool = True) -> subprocess.Complet
 @pytest.fixture
 def start_worker(settings: Any, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start real Celery worker processes (`celery -A workers worker`); all are stopped at the end."""
+    from invites.demo import worker_command
+
     started: list[subprocess.Popen[bytes]] = []
 
     def start(concurrency: int = 2, name: str = "w") -> subprocess.Popen[bytes]:
         log_path = tmp_path / f"worker-{name}-{len(started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "workers",
-                    "worker",
+                worker_command(
                     f"--concurrency={concurrency}",
                     "--loglevel=INFO",
-                    "--without-mingle",
-                    "--without-gossip",
                     "--without-heartbeat",
                     f"--hostname={name}-{uuid.uuid4().hex[:6]}@%h",
-                ],
+                ),
                 env=settings_env(settings),
                 cwd=ROOT,
                 stdout=log,

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_shutdown
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
 
+from invites import logs
 from invites.runtime import Runtime, broker_url
-from invites.settings import get_settings
+from invites.settings import UnfitForProduction, get_settings
 from invites.sink import Sink
 
 app = Celery("invites", include=["workers.tasks", "workers.import_tasks"])
+# The retention purge runs daily; a purge looks at whole days, so a later hour changes nothing.
+RETENTION_SECONDS = 24 * 3600
 
 
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except UnfitForProduction as exc:
+        # Celery logs a signal receiver's exception and carries on unconfigured; this must stop the process.
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(2) from exc
     visibility = settings.visibility_timeout
     sender.conf.update(
         broker_url=broker_url(settings),
@@ -35,6 +45,13 @@ def _configure(sender: Celery, **_: Any) -> None:
         timezone="UTC",
         beat_schedule={
             "sweep-outbox": {"task": "invites.sweep_outbox", "schedule": float(settings.sweep_seconds)},
+            # Every minute (as often as the outbox sweep): a reminder is due on a minute at the finest.
+            "remind": {"task": "invites.remind", "schedule": float(settings.sweep_seconds)},
+            **(
+                {"purge-retention": {"task": "invites.purge_retention", "schedule": float(RETENTION_SECONDS)}}
+                if settings.retention_days > 0
+                else {}
+            ),
             **(
                 {
                     "poll-bounces": {
@@ -57,6 +74,13 @@ def _configure(sender: Celery, **_: Any) -> None:
             ),
         },
     )
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_logs(logger: logging.Logger, **_: Any) -> None:
+    """JSON lines in production (INVITES_LOG_FORMAT), for the worker's and beat's own loggers alike."""
+    logs.reformat(logger, get_settings())
 
 
 @worker_init.connect

@@ -27,7 +27,7 @@ from invites.runtime import Runtime, broker_url
 from invites.settings import project_dir
 from invites.sink import stored_messages
 from invites.status import attendees, event_status
-from invites.web import api, mail_routes, registration_routes
+from invites.web import api, mail_routes, ops_routes, registration_routes, reminder_routes
 from invites.web.deps import RuntimeDep, SessionDep
 
 ANSWER_LABELS = {
@@ -44,6 +44,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(registration_routes.router)
     app.include_router(mail_routes.router)
+    app.include_router(reminder_routes.router)
+    app.include_router(ops_routes.router)
     pages = Jinja2Templates(directory=str(project_dir("templates") / "web"))
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:

@@ -10,13 +10,11 @@ from html import escape
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
 from invites import unsubscribe as unsubscribing
 from invites.compose import composer_for, sample_invitation, sample_recipient
 from invites.errors import InputError, NotFound
-from invites.events import get_event
-from invites.models import Invitation, Recipient
+from invites.events import find_invitee, get_event
 from invites.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter()
@@ -51,14 +49,7 @@ def preview(
     try:
         event = get_event(session, slug)
         if to:
-            row = session.execute(
-                select(Recipient, Invitation)
-                .join(Invitation, Invitation.recipient_id == Recipient.id)
-                .where(Invitation.event_id == event.id, Recipient.email_key == to.strip().casefold())
-            ).first()
-            if row is None:
-                raise NotFound(f"{to} is not invited to {slug}")
-            recipient, invitation = row[0], row[1]
+            recipient, invitation = find_invitee(session, event, to)
         else:
             recipient = sample_recipient(language=lang or event.language)
             invitation = sample_invitation(kind)

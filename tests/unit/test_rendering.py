@@ -315,3 +315,12 @@ def test_fast_rendering_reuses_one_skeleton_per_shape() -> None:
         assert filled.finished().text == f"{name}\n"
     renderer.fast({"recipient": {"name": ""}})
     assert len(renderer._skeletons) == 2
+
+
+def test_a_missing_attribute_reads_as_empty_for_every_recipient() -> None:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from invites.rendering import Attributes
+
+    template = SandboxedEnvironment().from_string("[{{ a['Dieet'] }}|{{ a.Dieet }}|{{ a['Tafel'] }}]")
+    assert template.render(a=Attributes({"Tafel": "zorg"})) == "[||zorg]"
