@@ -4,6 +4,7 @@ uses. Built lazily, once per process, so importing anything connects nowhere."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -16,6 +17,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites import db, delivery, embedded, reference
+from invites.embedded import client_for
+from invites.locks import once_per
 from invites.mailbox import ImapTarget, poll_imap
 from invites.mailer import SmtpMailer, SmtpPool
 from invites.rendering import TemplateSet
@@ -173,6 +176,30 @@ class Runtime:
 
     def sweep(self, now: datetime) -> int:
         return delivery.sweep(self.sessions, self.enqueue, now, self.settings)
+
+    def remind(self, now: datetime) -> int:
+        """The reminder sweep: queue every reminder due now; returns how many were created."""
+        from invites.reminders import sweep_reminders
+
+        return sweep_reminders(self.sessions, self.enqueue, now, self.settings).created
+
+    def purge_retention(self, now: datetime) -> int:
+        from invites import privacy
+
+        with db.transaction(self.sessions) as session:
+            return privacy.purge_expired(session, now, self.settings.retention_days)
+
+    def once(self, name: str, period: float, body: Callable[[], T]) -> T | None:
+        """Run `body` at most once per `period` seconds across every process of this installation (the same
+        database and queue), so two beats cannot double-fire; None when another run holds the period."""
+        installation = hashlib.sha256(
+            f"{self.settings.resolved_database_url}|{self.settings.queue}".encode()
+        ).hexdigest()[:16]
+        client = client_for(broker_url(self.settings))
+        try:
+            return once_per(client, f"{installation}:{name}", period, body)
+        finally:
+            client.close()
 
 
 class EventLoopThread:

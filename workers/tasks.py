@@ -3,19 +3,10 @@ a module rename."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
-from invites import db, privacy
-from invites.embedded import client_for
-from invites.locks import once_per
-from invites.runtime import Runtime, broker_url
-from invites.settings import get_settings
+from invites.runtime import Runtime
 from workers.celery_app import RETENTION_SECONDS, app
-
-T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -38,54 +29,41 @@ def deliver_batch(ids: list[int]) -> dict[str, int]:
     }
 
 
-def _installation(runtime: Runtime) -> str:
-    """What two beats must share to be duplicates: the same database and queue."""
-    settings = runtime.settings
-    return hashlib.sha256(f"{settings.resolved_database_url}|{settings.queue}".encode()).hexdigest()[:16]
-
-
-def _once(name: str, period: float, body: Callable[[Runtime], T]) -> T | None:
-    """Run a periodic task's body at most once per period, however many beats sent it."""
-    runtime = Runtime.current()
-    client = client_for(broker_url(runtime.settings))
-    try:
-        return once_per(client, f"{_installation(runtime)}:{name}", period, lambda: body(runtime))
-    finally:
-        client.close()
+# Periodic tasks run their body at most once per period, however many beats sent them (Runtime.once).
 
 
 @app.task(name="invites.sweep_outbox")
 def sweep_outbox() -> int | None:
-    return _once("sweep-outbox", get_settings().sweep_seconds, lambda rt: rt.sweep(_now()))
+    runtime = Runtime.current()
+    return runtime.once("sweep-outbox", runtime.settings.sweep_seconds, lambda: runtime.sweep(_now()))
 
 
 @app.task(name="invites.purge_retention")
 def purge_retention() -> int | None:
-    return _once("purge-retention", RETENTION_SECONDS, _purge)
-
-
-def _purge(runtime: Runtime) -> int:
-    with db.transaction(runtime.sessions) as session:
-        return privacy.purge_expired(session, _now(), runtime.settings.retention_days)
+    runtime = Runtime.current()
+    return runtime.once("purge-retention", RETENTION_SECONDS, lambda: runtime.purge_retention(_now()))
 
 
 @app.task(name="invites.poll_replies")
 def poll_replies() -> int | None:
-    return _once("poll-replies", get_settings().reply_poll_seconds, lambda rt: rt.poll_replies(_now()))
+    runtime = Runtime.current()
+    return runtime.once(
+        "poll-replies", runtime.settings.reply_poll_seconds, lambda: runtime.poll_replies(_now())
+    )
 
 
 @app.task(name="invites.remind")
-def remind() -> int:
-    """The reminder sweep: queue every reminder due now, once."""
-    from invites.reminders import sweep_reminders
-
+def remind() -> int | None:
     runtime = Runtime.current()
-    return sweep_reminders(runtime.sessions, runtime.enqueue, _now(), runtime.settings).created
+    return runtime.once("remind", runtime.settings.sweep_seconds, lambda: runtime.remind(_now()))
 
 
 @app.task(name="invites.poll_bounces")
 def poll_bounces() -> int | None:
-    return _once("poll-bounces", get_settings().bounce_poll_seconds, lambda rt: rt.poll_bounces(_now()))
+    runtime = Runtime.current()
+    return runtime.once(
+        "poll-bounces", runtime.settings.bounce_poll_seconds, lambda: runtime.poll_bounces(_now())
+    )
 
 
 def enqueue_batch(ids: list[int]) -> None:
