@@ -286,6 +286,30 @@ def run_naive(settings: Settings, env: dict[str, str], tmp: Path, messages: int)
     return {"seconds": elapsed, "messages": campaign.total, "peak_mib": peak}
 
 
+def environment(tmp: Path, database_url: str = "") -> tuple[Settings, dict[str, str], int]:
+    """Settings for a benchmark run in `tmp` (its own Redis, queue and SMTP port), and the environment
+    that gives a worker process the same settings."""
+    port = free_port()
+    settings = Settings(
+        database_url=database_url or f"sqlite:///{tmp / 'bench.db'}",
+        redis_url=embedded.ensure_running(tmp / "redis"),
+        smtp_url=f"smtp://127.0.0.1:{port}",
+        var_dir=tmp / "var",
+        secret_key="bench-secret",
+        queue=f"bench-{uuid.uuid4().hex[:6]}",
+    )
+    env = {
+        **os.environ,
+        "INVITES_DATABASE_URL": settings.database_url,
+        "INVITES_REDIS_URL": settings.redis_url,
+        "INVITES_SMTP_URL": settings.smtp_url,
+        "INVITES_VAR_DIR": str(settings.var_dir),
+        "INVITES_SECRET_KEY": settings.secret_key,
+        "INVITES_QUEUE": settings.queue,
+    }
+    return settings, env, port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=20_000)
@@ -295,26 +319,7 @@ def main() -> None:
     sink = smtp_sink_binary()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        port = free_port()
-        redis_url = embedded.ensure_running(tmp / "redis")
-        database_url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
-        settings = Settings(
-            database_url=database_url,
-            redis_url=redis_url,
-            smtp_url=f"smtp://127.0.0.1:{port}",
-            var_dir=tmp / "var",
-            secret_key="bench-secret",
-            queue=f"bench-{uuid.uuid4().hex[:6]}",
-        )
-        env = {
-            **os.environ,
-            "INVITES_DATABASE_URL": database_url,
-            "INVITES_REDIS_URL": redis_url,
-            "INVITES_SMTP_URL": settings.smtp_url,
-            "INVITES_VAR_DIR": str(settings.var_dir),
-            "INVITES_SECRET_KEY": settings.secret_key,
-            "INVITES_QUEUE": settings.queue,
-        }
+        settings, env, port = environment(tmp, args.database_url)
         os.environ.update(env)  # this process enqueues through the same Celery app as the workers
         try:
             # smtp-sink: accept everything, a backlog of 1024; as root it must drop to another user.

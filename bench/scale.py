@@ -16,12 +16,11 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.deliver import SLUG, final_count, prepare, process, smtp_sink_binary, wait_for_log
+from bench.deliver import SLUG, environment, final_count, prepare, process, smtp_sink_binary, wait_for_log
 from invites import campaigns, db, embedded
 from invites.demo import worker_command
 from invites.rendering import TemplateSet
 from invites.settings import Settings
-from invites.sink import free_port
 
 
 def run(settings: Settings, env: dict[str, str], tmp: Path, recipients: int, workers: int) -> float:
@@ -62,26 +61,7 @@ def main() -> None:
     sink = smtp_sink_binary()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        port = free_port()
-        redis_url = embedded.ensure_running(tmp / "redis")
-        database_url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
-        settings = Settings(
-            database_url=database_url,
-            redis_url=redis_url,
-            smtp_url=f"smtp://127.0.0.1:{port}",
-            var_dir=tmp / "var",
-            secret_key="bench-secret",
-            queue=f"bench-{uuid.uuid4().hex[:6]}",
-        )
-        env = {
-            **os.environ,
-            "INVITES_DATABASE_URL": database_url,
-            "INVITES_REDIS_URL": redis_url,
-            "INVITES_SMTP_URL": settings.smtp_url,
-            "INVITES_VAR_DIR": str(settings.var_dir),
-            "INVITES_SECRET_KEY": settings.secret_key,
-            "INVITES_QUEUE": settings.queue,
-        }
+        settings, env, port = environment(tmp, args.database_url)
         os.environ.update(env)
         try:
             with process([sink, "-u", "nobody", f"127.0.0.1:{port}", "1024"], log=tmp / "smtp-sink.log"):
