@@ -32,6 +32,7 @@ from invites.exports import export_bytes
 from invites.imports import import_stream
 from invites.mailer import SendOutcome, SmtpMailer
 from invites.models import MessageStatus
+from invites.rsvp import revoke
 from invites.runtime import Runtime, broker_url
 from invites.segments import Segment, coverage
 from invites.settings import SmtpTarget, UnfitForProduction
@@ -742,6 +743,23 @@ def event_cancel(
         f"{result.enqueued} queued for the workers; {result.stopped} unsent messages stopped",
         highlight=False,
     )
+
+
+rsvp_app = typer.Typer(help="Personal RSVP links.", no_args_is_help=True)
+app.add_typer(rsvp_app, name="rsvp")
+
+
+@rsvp_app.command("revoke")
+def rsvp_revoke(slug: str, address: str) -> None:
+    """Make every link sent so far to this invitee a dead end; the next message carries a new one."""
+    runtime = Runtime.current()
+    try:
+        with db.transaction(runtime.sessions) as session:
+            _, invitation = find_invitee(session, get_event(session, slug), address)
+            revoke(session, invitation)
+    except NotFound as exc:
+        raise fail(str(exc)) from exc
+    out.print(f"{address}: earlier links to {slug} no longer work", highlight=False)
 
 
 def main() -> Any:

@@ -248,3 +248,19 @@ def test_read_models_for_the_organiser(runtime: Any, web: str) -> None:
         assert "p0@example.org" in checkin and "p1@example.org" in checkin
         assert "p2@example.org" not in checkin, "the waiting list is not on the door list"
         assert "2 aanmeldingen" in checkin
+
+
+def test_an_organiser_revokes_a_link(runtime: Any, web: str, settings: Any) -> None:
+    from tests.conftest import run_cli
+
+    ids = setup_event(runtime, 1)
+    old = state(runtime, ids[0])
+    token = make_token(settings.secret_key, old.public_id, old.token_version)
+    result = run_cli(settings, "rsvp", "revoke", SLUG, "P0@example.org")
+    assert "earlier links to lokaal-samenspel-2018 no longer work" in result.stdout
+    fresh = state(runtime, ids[0])
+    new = make_token(settings.secret_key, fresh.public_id, fresh.token_version)
+    with httpx.Client(base_url=web) as client:
+        assert client.get(f"/r/{token}").status_code == 404
+        assert client.get(f"/r/{new}").status_code == 200
+    assert run_cli(settings, "rsvp", "revoke", SLUG, "nobody@example.org", check=False).returncode == 1
