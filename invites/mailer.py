@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -77,20 +78,24 @@ class SmtpMailer:
         envelope_from = parseaddr(sender)[1] if "<" in sender else sender
         try:
             client = await self._connect()
-            errors, response = await client.sendmail(envelope_from, [recipient], data)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refusal = exc.recipients[0]
-            return classify(refusal.code, refusal.message)
+            # MAIL, RCPT and DATA one by one rather than `sendmail`: the same round trips, but sendmail
+            # validates both addresses once more and rewrites the whole message a second time only to
+            # count its SIZE, which together cost about a tenth of a worker's CPU per message.
+            await client.mail(envelope_from, options=_size_option(client, data))
+            try:
+                await client.rcpt(recipient)
+            except aiosmtplib.SMTPRecipientRefused as refusal:
+                # As sendmail does: end the envelope, keep the connection for the next message.
+                await _reset(client)
+                return classify(refusal.code, refusal.message)
+            response = await client.data(data)
         except aiosmtplib.SMTPResponseException as exc:
             await self._drop()
             return classify(exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await self._drop()
             return SendOutcome(MessageStatus.DEFERRED, f"connection: {type(exc).__name__}: {exc}")
-        if errors:
-            refused = next(iter(errors.values()))
-            return classify(refused.code, refused.message)
-        return classify(250, response)
+        return classify(250, response.message)
 
     async def _drop(self) -> None:
         client, self._client = self._client, None
@@ -152,6 +157,27 @@ class SmtpPool:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(connection.close() for connection in idle))
+
+
+def _size_option(client: aiosmtplib.SMTP, data: bytes) -> list[str]:
+    """RFC 1870's SIZE: the octets DATA will carry once aiosmtplib has made every line end in CRLF.
+
+    Counted rather than rewritten: each lone LF or lone CR gains one octet, and a last line without an
+    ending gains two.
+    """
+    if not client.supports_extension("size"):
+        return []
+    crlf = data.count(b"\r\n")
+    size = len(data) + (data.count(b"\n") - crlf) + (data.count(b"\r") - crlf)
+    if not data.endswith((b"\n", b"\r")):
+        size += 2
+    return [f"size={size}"]
+
+
+async def _reset(client: aiosmtplib.SMTP) -> None:
+    # A connection that is gone reconnects on its next use.
+    with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+        await client.rset()
 
 
 def _insecure_context() -> ssl.SSLContext:

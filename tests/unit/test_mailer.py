@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any, cast
 
-from invites.mailer import classify
+import pytest
+from aiosmtplib.protocol import normalize_message_line_endings
+
+from invites.mailer import _size_option, classify
 from invites.models import MessageStatus
 
 
@@ -38,3 +41,16 @@ def test_final_statuses() -> None:
     assert classify(250, "ok").status.final
     assert classify(550, "no").status.final
     assert not classify(451, "later").status.final
+
+
+class _Sizes:
+    def supports_extension(self, name: str) -> bool:
+        return name == "size"
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"a", b"a\r\n", b"a\nb", b"a\rb\r", b"\r\r\n\n", b"x\r\n.\r\ny", b"a\r\n\r"]
+)
+def test_the_size_is_what_data_will_carry(data: bytes) -> None:
+    # Counted without rewriting the message, it must still match aiosmtplib's own normalisation.
+    assert _size_option(cast(Any, _Sizes()), data) == [f"size={len(normalize_message_line_endings(data))}"]
