@@ -56,6 +56,32 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         embedded.stop(directory / "redis-var")
 
 
+def make_recipient(**fields: Any) -> Any:
+    """An unsaved Recipient with every field set (a plain person at jan@example.org), changed by `fields`."""
+    from invites.models import Recipient
+
+    values: dict[str, Any] = {
+        "email": "jan@example.org",
+        "email_key": "jan@example.org",
+        "first_name": "",
+        "name_prefix": "",
+        "last_name": "",
+        "display_name": "",
+        "salutation": "",
+        "role_key": None,
+        "role_label": "",
+        "municipality_code": None,
+        "organisation": "",
+        "language": "nl",
+        "attributes": {},
+        "tags": [],
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    values.update(fields)
+    return Recipient(**values)
+
+
 def wait_until(
     predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.1, what: str = ""
 ) -> Any:

@@ -38,7 +38,7 @@ from invites.models import Answer, Base, Event, Invitation, Recipient
 from invites.rendering import KINDS, LANGUAGES, TemplateSet
 from invites.tokens import make_token, new_public_id
 from invites.unsubscribe import unsubscribe_token
-from tests.conftest import EVENT_FILE
+from tests.conftest import EVENT_FILE, make_recipient
 
 NOW = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)
 SENDER = "VNG afdeling Utrecht <uitnodigingen@example.org>"
@@ -64,26 +64,8 @@ class World:
 
 
 def recipient(**fields: Any) -> Recipient:
-    values: dict[str, Any] = {
-        "email": "jan@example.org",
-        "email_key": "jan@example.org",
-        "first_name": "",
-        "name_prefix": "",
-        "last_name": "",
-        "display_name": "",
-        "salutation": "",
-        "role_key": None,
-        "role_label": "",
-        "municipality_code": None,
-        "organisation": "",
-        "language": "nl",
-        "attributes": {},
-        "tags": [],
-        "created_at": NOW,
-        "updated_at": NOW,
-    }
-    values.update(fields)
-    return Recipient(**values)
+    person: Recipient = make_recipient(**fields)
+    return person
 
 
 def invite(session: Session, event: Event, person: Recipient) -> Invitation:

@@ -22,6 +22,7 @@ from invites.rendering import (
     render,
     salutation,
 )
+from tests.conftest import make_recipient
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 START = datetime(2018, 2, 13, 19, 30, tzinfo=AMSTERDAM)
@@ -29,24 +30,8 @@ END = datetime(2018, 2, 13, 22, 0, tzinfo=AMSTERDAM)
 
 
 def recipient(**fields: Any) -> Recipient:
-    values: dict[str, Any] = {
-        "email": "jan@example.org",
-        "email_key": "jan@example.org",
-        "first_name": "",
-        "name_prefix": "",
-        "last_name": "",
-        "display_name": "",
-        "salutation": "",
-        "role_key": None,
-        "role_label": "",
-        "municipality_code": None,
-        "organisation": "",
-        "language": "nl",
-        "attributes": {},
-        "tags": [],
-    }
-    values.update(fields)
-    return Recipient(**values)
+    person: Recipient = make_recipient(**fields)
+    return person
 
 
 def named(role_key: str | None) -> Recipient:
