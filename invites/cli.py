@@ -39,6 +39,7 @@ from invites.settings import SmtpTarget, UnfitForProduction
 from invites.sink import Sink
 from invites.status import event_status
 from invites.suppression import suppress
+from invites.user_cli import user_app
 
 app = typer.Typer(
     help="Email and calendar invitations with RSVP.",
@@ -747,6 +748,7 @@ def event_cancel(
 
 rsvp_app = typer.Typer(help="Personal RSVP links.", no_args_is_help=True)
 app.add_typer(rsvp_app, name="rsvp")
+app.add_typer(user_app, name="user")
 
 
 @rsvp_app.command("revoke")

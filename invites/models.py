@@ -400,3 +400,37 @@ class PrivacyKey(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(128))
+
+
+class Organiser(Base):
+    """Someone who may sign in to the organiser pages and the JSON API. The password is an argon2 hash."""
+
+    __tablename__ = "organiser"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None]
+    # Bumped by a password change or `invites user remove`: every signed session cookie made before dies.
+    session_version: Mapped[int] = mapped_column(default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="organiser", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API. Only its SHA-256 is stored: the token is shown once, when made."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organiser_id: Mapped[int] = mapped_column(ForeignKey("organiser.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    organiser: Mapped[Organiser] = relationship(back_populates="tokens")

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,41 @@ def web(runtime: Any) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@dataclass(frozen=True)
+class SignedInOrganiser:
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """For the organiser routes: the API token, which every organiser page and API route accepts."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def organiser(runtime: Any) -> SignedInOrganiser:
+    """An organiser account with an API token, made through the same service as `invites user add`."""
+    from invites import accounts, db
+
+    email, password = "organisator@example.org", "correct horse battery"
+    with db.transaction(runtime.sessions) as session:
+        user = accounts.add_user(session, email, password, NOW, name="Organisator")
+        token = accounts.issue_token(session, user, "tests", NOW).secret
+    return SignedInOrganiser(email, password, token)
+
+
+def sign_in(client: Any, organiser: SignedInOrganiser) -> None:
+    """Sign in through the real form, with its CSRF token, as a browser does; the client keeps the cookie."""
+    import re
+
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text
+    response = client.post(
+        "/login",
+        data={"email": organiser.email, "password": organiser.password, "csrf_token": token[1], "next": "/"},
+    )
+    assert response.status_code == 303, response.text

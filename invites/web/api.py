@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi import Depends, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
@@ -21,9 +21,10 @@ from invites.progress import ImportProgress
 from invites.rsvp import parse_answer
 from invites.segments import Segment, coverage
 from invites.status import attendees, timeline
+from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1", tags=["audience"])
+router = organiser_router(prefix="/api/v1", tags=["audience"])
 
 
 def _event(session: Session, slug: str) -> Event:

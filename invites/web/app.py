@@ -3,32 +3,34 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from invites import registration, rsvp
 from invites.compose import Composer
 from invites.embedded import client_for
 from invites.errors import InputError, NotFound
-from invites.events import get_event
-from invites.models import Answer, AnswerSource, Event
+from invites.models import AnswerSource
 from invites.ratelimit import RateLimiter
 from invites.rendering import event_context
 from invites.runtime import Runtime, broker_url
-from invites.settings import project_dir
-from invites.sink import stored_messages
-from invites.status import attendees, event_status
-from invites.web import api, mail_routes, ops_routes, registration_routes, reminder_routes
+from invites.settings import get_settings, project_dir
+from invites.web import (
+    api,
+    auth,
+    mail_routes,
+    ops_routes,
+    organiser_routes,
+    registration_routes,
+    reminder_routes,
+)
 from invites.web.deps import RuntimeDep, SessionDep
+from invites.web.pages import templates
+from invites.web.security import SecurityHeaders
 
 ANSWER_LABELS = {
     "nl": {"accepted": "Ja, ik kom", "tentative": "Misschien", "declined": "Nee, ik kan niet"},
@@ -38,15 +40,27 @@ ANSWER_LABELS = {
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     """The app; with no runtime given, it builds this process's own from the settings on first request."""
-    app = FastAPI(title="invites", version="0.1.0")
+    settings = runtime.settings if runtime else get_settings()
+    app = FastAPI(
+        title="invites",
+        version="0.1.0",
+        description="Invitations, RSVPs and their follow-up for an event. Every route under /api/v1 needs "
+        "an API token (`invites user token EMAIL`), sent as `Authorization: Bearer ...`.",
+    )
     app.state.runtime = runtime
     app.state.limiter = None
+    app.state.development = settings.env == "development"
+    auth.install(app, settings)
+    app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
+    app.mount("/static", StaticFiles(directory=str(project_dir("templates") / "web" / "static")), "static")
+    app.include_router(organiser_routes.router)
     app.include_router(api.router)
     app.include_router(registration_routes.router)
     app.include_router(mail_routes.router)
+    app.include_router(mail_routes.preview_router)
     app.include_router(reminder_routes.router)
     app.include_router(ops_routes.router)
-    pages = Jinja2Templates(directory=str(project_dir("templates") / "web"))
+    pages = templates
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         return pages.TemplateResponse(request, name, context, status_code=status_code)
@@ -57,50 +71,6 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
-
-    @app.get("/", response_class=HTMLResponse)
-    def index(request: Request, session: SessionDep) -> HTMLResponse:
-        events = session.scalars(select(Event).order_by(Event.starts_at.desc())).all()
-        rows = [(event, event_status(session, event)) for event in events]
-        return page(request, "index.html", {"rows": rows, "lang": "nl"})
-
-    @app.get("/events/{slug}", response_class=HTMLResponse)
-    def event_page(request: Request, slug: str, session: SessionDep) -> HTMLResponse:
-        try:
-            event = get_event(session, slug)
-        except NotFound:
-            return not_found(request)
-        return page(
-            request,
-            "event.html",
-            {
-                "event": event,
-                "info": event_context(event, "nl"),
-                "status": event_status(session, event),
-                "lang": "nl",
-            },
-        )
-
-    @app.get("/events/{slug}/checkin", response_class=HTMLResponse)
-    def checkin(request: Request, slug: str, session: SessionDep) -> HTMLResponse:
-        """A printable list of everyone coming, by surname, with a box to tick at the door."""
-        try:
-            event = get_event(session, slug)
-        except NotFound:
-            return not_found(request)
-        people = [p for p in attendees(session, event, Answer.ACCEPTED) if p["waitlist_position"] is None]
-        return page(
-            request,
-            "checkin.html",
-            {"event": event, "info": event_context(event, "nl"), "people": people, "lang": "nl"},
-        )
-
-    @app.get("/api/v1/events/{slug}/status")
-    def status_api(slug: str, session: SessionDep) -> JSONResponse:
-        try:
-            return JSONResponse(event_status(session, get_event(session, slug)))
-        except NotFound as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=404)
 
     def limiter(rt: Runtime) -> RateLimiter:
         if app.state.limiter is None:
@@ -245,49 +215,4 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             headers={"Content-Disposition": 'attachment; filename="invite.ics"'},
         )
 
-    @app.get("/outbox", response_class=HTMLResponse)
-    def outbox(request: Request, rt: RuntimeDep) -> HTMLResponse:
-        files = stored_messages(rt.settings.outbox_dir)
-        return page(
-            request,
-            "outbox.html",
-            {
-                "messages": [_summary(path) for path in reversed(files)],
-                "directory": rt.settings.outbox_dir,
-                "lang": "nl",
-            },
-        )
-
-    @app.get("/outbox/{name}", response_class=HTMLResponse, response_model=None)
-    def outbox_message(request: Request, name: str, rt: RuntimeDep, raw: int = 0) -> Response:
-        path = rt.settings.outbox_dir / name
-        if "/" in name or not name.endswith(".eml") or not path.is_file():
-            return not_found(request)
-        data = path.read_bytes()
-        if raw:
-            return Response(data, media_type="text/plain; charset=utf-8")
-        parsed = message_from_bytes(data, policy=default)
-        html = parsed.get_body(("html",)) if isinstance(parsed, EmailMessage) else None
-        return page(
-            request,
-            "outbox_message.html",
-            {
-                "summary": _summary(path),
-                "html": html.get_content() if html else "",
-                "name": name,
-                "lang": "nl",
-            },
-        )
-
     return app
-
-
-def _summary(path: Path) -> dict[str, str]:
-    headers = message_from_bytes(path.read_bytes(), policy=default)
-    return {
-        "name": path.name,
-        "to": str(headers.get("To", "")),
-        "subject": str(headers.get("Subject", "")),
-        "date": str(headers.get("Date", "")),
-        "message_id": str(headers.get("Message-ID", "")),
-    }

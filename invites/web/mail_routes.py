@@ -1,6 +1,6 @@
 """Routes about messages: the organiser's preview of any message, and the unsubscribe page (RFC 8058).
 
-The preview has no login yet; access control comes with the organiser UI.
+The preview is for signed-in organisers only; the unsubscribe page is public.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from invites import unsubscribe as unsubscribing
 from invites.compose import composer_for, sample_invitation, sample_recipient
 from invites.errors import InputError, NotFound
 from invites.events import find_invitee, get_event
+from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
+from invites.web.security import MESSAGE_CSP
 
 router = APIRouter()
+preview_router = organiser_router(tags=["preview"])
 
 PREVIEW_TYPES = {
     "html": "text/html; charset=utf-8",
@@ -32,7 +35,7 @@ def _plain(text: str, status_code: int) -> Response:
     return Response(text, status_code=status_code, media_type="text/plain; charset=utf-8")
 
 
-@router.get("/preview/{slug}", response_model=None)
+@preview_router.get("/preview/{slug}", response_model=None)
 def preview(
     slug: str,
     session: SessionDep,
@@ -69,7 +72,9 @@ def preview(
         return _plain(str(exc), 404)
     except InputError as exc:
         return _plain(str(exc), 400)
-    return Response(body, media_type=PREVIEW_TYPES[part])
+    # E-mail HTML keeps its styles inline; it runs no script and loads nothing but inline images.
+    headers = {"Content-Security-Policy": MESSAGE_CSP} if part == "html" else None
+    return Response(body, media_type=PREVIEW_TYPES[part], headers=headers)
 
 
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:

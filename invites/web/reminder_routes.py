@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -14,9 +14,10 @@ from invites import reminders
 from invites.errors import InputError, NotFound
 from invites.events import get_event
 from invites.models import Event
+from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1", tags=["reminders"])
+router = organiser_router(prefix="/api/v1", tags=["reminders"])
 
 
 class RuleBody(BaseModel):
