@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from invites.audience import check_address
 from invites.errors import InputError, NotFound
-from invites.models import ApiToken, Organiser
+from invites.models import ApiToken, Organiser, OrganiserSession
 
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "inv_"
@@ -69,13 +69,13 @@ def list_users(session: Session) -> list[Organiser]:
 def set_password(session: Session, user: Organiser, password: str) -> None:
     check_password(password)
     user.password_hash = _hasher.hash(password)
-    user.session_version += 1
+    end_sessions(user, datetime.now(UTC))
 
 
 def deactivate(session: Session, user: Organiser, now: datetime) -> None:
     """Sign the organiser out everywhere and stop every token; the row stays for the audit trail."""
     user.active = False
-    user.session_version += 1
+    end_sessions(user, now)
     for token in user.tokens:
         if token.revoked_at is None:
             token.revoked_at = now
@@ -129,3 +129,34 @@ def revoke_token(session: Session, user: Organiser, token_id: int, now: datetime
     if token is None or token.organiser_id != user.id:
         raise NotFound(f"{user.email} has no API token {token_id}")
     token.revoked_at = token.revoked_at or now
+
+
+def start_session(session: Session, user: Organiser, now: datetime, user_agent: str = "") -> str:
+    """A new signed-in browser; returns the id its cookie carries (only the digest is stored)."""
+    secret = secrets.token_urlsafe(32)
+    session.add(
+        OrganiserSession(
+            organiser_id=user.id, digest=_digest(secret), created_at=now, user_agent=user_agent[:300]
+        )
+    )
+    session.flush()
+    return secret
+
+
+def user_for_session(session: Session, secret: str) -> Organiser | None:
+    row = session.scalar(select(OrganiserSession).where(OrganiserSession.digest == _digest(secret)))
+    if row is None or row.ended_at is not None or not row.organiser.active:
+        return None
+    return row.organiser
+
+
+def end_session(session: Session, secret: str, now: datetime) -> None:
+    row = session.scalar(select(OrganiserSession).where(OrganiserSession.digest == _digest(secret)))
+    if row is not None and row.ended_at is None:
+        row.ended_at = now
+
+
+def end_sessions(user: Organiser, now: datetime) -> None:
+    for row in user.sessions:
+        if row.ended_at is None:
+            row.ended_at = now

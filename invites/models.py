@@ -413,11 +413,28 @@ class Organiser(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
-    # Bumped by a password change or `invites user remove`: every signed session cookie made before dies.
-    session_version: Mapped[int] = mapped_column(default=1)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="organiser", cascade="all, delete-orphan")
+    sessions: Mapped[list[OrganiserSession]] = relationship(
+        back_populates="organiser", cascade="all, delete-orphan"
+    )
+
+
+class OrganiserSession(Base):
+    """A signed-in browser. The cookie carries a random id; only its SHA-256 is stored. Signing out, a
+    password change or a removed account ends the row, and with it the cookie, wherever it is."""
+
+    __tablename__ = "organiser_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organiser_id: Mapped[int] = mapped_column(ForeignKey("organiser.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+    organiser: Mapped[Organiser] = relationship(back_populates="sessions")
 
 
 class ApiToken(Base):

@@ -37,3 +37,8 @@ class RateLimiter:
             pipe.incr(key)
             _, count = pipe.execute()
         return int(count) <= limit.requests
+
+    def exceeded(self, limit: Limit, who: str) -> bool:
+        """Whether `who` is already over the limit in the current window, without counting a request."""
+        count = self.client.get(f"invites:rate:{limit.name}:{who}")
+        return count is not None and int(count) >= limit.requests

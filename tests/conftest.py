@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,10 +168,13 @@ def settings_env(settings: Any) -> dict[str, str]:
     }
 
 
-def run_cli(settings: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the `invites` command as a user would, in its own process."""
+def run_cli(
+    settings: Any, *args: str, check: bool = True, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `invites` command as a user would, in its own process (with `input_text` on its stdin)."""
     result = subprocess.run(
         [sys.executable, "-m", "invites.cli", *args],
+        input=input_text,
         env=settings_env(settings),
         cwd=ROOT,
         capture_output=True,
@@ -219,26 +223,34 @@ def start_worker(settings: Any, tmp_path: Path) -> Iterator[Callable[..., subpro
             process.wait()
 
 
-@pytest.fixture
-def web(runtime: Any) -> Iterator[str]:
-    """The web app served by a real uvicorn on loopback; yields its base URL."""
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """An ASGI app served by a real uvicorn on loopback, in a thread; yields its base URL."""
     import threading
 
     import uvicorn
 
     from invites.sink import free_port
-    from invites.web.app import create_app
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, timeout=20, what="uvicorn to start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def web(runtime: Any) -> Iterator[str]:
+    """The web app served by a real uvicorn on loopback; yields its base URL."""
+    from invites.web.app import create_app
+
+    with serve(create_app(runtime)) as url:
+        yield url
 
 
 @dataclass(frozen=True)
@@ -265,10 +277,27 @@ def organiser(runtime: Any) -> SignedInOrganiser:
     return SignedInOrganiser(email, password, token)
 
 
+def keep_loopback_cookies(client: Any) -> Any:
+    """Make an httpx client keep Secure cookies for http://127.0.0.1, as Chromium does for loopback.
+
+    The tests' BASE_URL is https, so the session cookie is Secure; httpx would never send it back over the
+    plain http of the test server.
+    """
+
+    def keep(response: Any) -> None:
+        for name, value in response.cookies.items():
+            client.cookies.set(name, value)
+
+    if keep.__qualname__ not in {hook.__qualname__ for hook in client.event_hooks["response"]}:
+        client.event_hooks["response"].append(keep)
+    return client
+
+
 def sign_in(client: Any, organiser: SignedInOrganiser) -> None:
     """Sign in through the real form, with its CSRF token, as a browser does; the client keeps the cookie."""
     import re
 
+    keep_loopback_cookies(client)
     page = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token, page.text

@@ -1,11 +1,11 @@
 """Who may use the organiser pages and the JSON API: sign-in with a session cookie, or a bearer token.
 
 - The session is a signed cookie (Starlette's SessionMiddleware): HttpOnly, SameSite=Lax, and Secure when
-  INVITES_BASE_URL is https. It names the organiser and their session version, so a password change or a
-  removed account ends every session at once.
+  INVITES_BASE_URL is https. It carries a random session id whose row in the database says whether it still
+  holds: signing out ends that row, a password change or a removed account ends them all.
 - Every state-changing request made with the cookie carries the session's CSRF token, in the form field
   `csrf_token` or the header X-CSRF-Token. Bearer-token requests carry no cookie, so need none.
-- Sign-in is rate-limited per client address and per e-mail address, in Redis like the RSVP limits.
+- Failed sign-ins are limited per client address and per e-mail address, in Redis like the RSVP limits.
 
 Organiser routers are made with `organiser_router()`, so no route can be added without the check; a test
 walks every route of the app to prove it.
@@ -102,14 +102,10 @@ def _from_token(rt: Runtime, secret: str) -> SignedIn | None:
         return signed_in
 
 
-def _from_session(rt: Runtime, user_id: int, version: int) -> SignedIn | None:
-    from invites.models import Organiser
-
+def _from_session(rt: Runtime, sid: str) -> SignedIn | None:
     with rt.sessions() as session:
-        user = session.get(Organiser, user_id)
-        if user is None or not user.active or user.session_version != version:
-            return None
-        return SignedIn(user.id, user.email, user.name)
+        user = accounts.user_for_session(session, sid)
+        return None if user is None else SignedIn(user.id, user.email, user.name)
 
 
 async def require_organiser(request: Request, rt: RuntimeDep) -> SignedIn:
@@ -120,10 +116,10 @@ async def require_organiser(request: Request, rt: RuntimeDep) -> SignedIn:
         if user is None:
             raise SignInRequired()
     else:
-        user_id, version = request.session.get("organiser"), request.session.get("version")
-        if not isinstance(user_id, int) or not isinstance(version, int):
+        sid = request.session.get("sid")
+        if not isinstance(sid, str):
             raise SignInRequired()
-        user = await run_in_threadpool(_from_session, rt, user_id, version)
+        user = await run_in_threadpool(_from_session, rt, sid)
         if user is None:
             request.session.clear()
             raise SignInRequired()
@@ -188,15 +184,22 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
     return render(request, "login.html", {"next": safe_next(next), "email": "", "error": ""})
 
 
-def _sign_in(rt: Runtime, email: str, password: str) -> tuple[SignedIn, int] | None:
-    """The organiser and their session version, when the address and password match."""
+def _sign_in(rt: Runtime, email: str, password: str, user_agent: str) -> str | None:
+    """A new session's id, when the address and password match."""
     with rt.sessions() as session:
-        user = accounts.authenticate(session, email, password, datetime.now(UTC))
+        now = datetime.now(UTC)
+        user = accounts.authenticate(session, email, password, now)
         if user is None:
             return None
-        signed_in = SignedIn(user.id, user.email, user.name), user.session_version
+        sid = accounts.start_session(session, user, now, user_agent)
         session.commit()
-        return signed_in
+        return sid
+
+
+def _sign_out(rt: Runtime, sid: str) -> None:
+    with rt.sessions() as session:
+        accounts.end_session(session, sid, datetime.now(UTC))
+        session.commit()
 
 
 @router.post("/login", response_class=HTMLResponse, response_model=None)
@@ -210,31 +213,35 @@ async def login(
     await check_csrf(request)
     lang = request.session.get("lang", "nl")
     client = request.client.host if request.client else "?"
+    address = email.strip().lower()[:320]
     limiter = _limiter(request, rt)
-    allowed = await run_in_threadpool(
-        lambda: (
-            limiter.allow(SIGNIN_PER_CLIENT, client)
-            and limiter.allow(SIGNIN_PER_ADDRESS, email.strip().lower()[:320])
-        )
-    )
     context = {"next": safe_next(next), "email": email}
-    if not allowed:
+    # Only failed attempts count, per client and per address: guessing stops, signing in never does.
+    blocked = await run_in_threadpool(
+        lambda: limiter.exceeded(SIGNIN_PER_CLIENT, client) or limiter.exceeded(SIGNIN_PER_ADDRESS, address)
+    )
+    if blocked:
         message = translate("Te veel pogingen. Wacht een paar minuten en probeer het opnieuw.", lang)
         return render(request, "login.html", {**context, "error": message}, status_code=429)
-    found = await run_in_threadpool(_sign_in, rt, email, password)
-    if found is None:
+    sid = await run_in_threadpool(_sign_in, rt, email, password, request.headers.get("user-agent", ""))
+    if sid is None:
+        await run_in_threadpool(
+            lambda: (limiter.allow(SIGNIN_PER_CLIENT, client), limiter.allow(SIGNIN_PER_ADDRESS, address))
+        )
         message = translate("Dit e-mailadres en wachtwoord horen niet bij elkaar.", lang)
         return render(request, "login.html", {**context, "error": message}, status_code=400)
-    user, version = found
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in: no session fixation
-    request.session.update({"organiser": user.id, "version": version, "lang": lang})
+    request.session.update({"sid": sid, "lang": lang})
     return RedirectResponse(safe_next(next), status_code=303)
 
 
 @router.post("/logout", response_model=None)
-async def logout(request: Request) -> Response:
+async def logout(request: Request, rt: RuntimeDep) -> Response:
     await check_csrf(request)
     lang = request.session.get("lang", "nl")
+    sid = request.session.get("sid")
+    if isinstance(sid, str):
+        await run_in_threadpool(_sign_out, rt, sid)
     request.session.clear()
     request.session["lang"] = lang
     return RedirectResponse("/login", status_code=303)

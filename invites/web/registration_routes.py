@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
 from invites import registration, rsvp
 from invites.embedded import client_for
@@ -18,11 +17,10 @@ from invites.outbox import queue_personal
 from invites.ratelimit import Limit, RateLimiter
 from invites.reference import municipalities, roles
 from invites.runtime import broker_url
-from invites.settings import project_dir
 from invites.web.deps import RuntimeDep, SessionDep
+from invites.web.pages import templates as pages
 
 router = APIRouter(tags=["registration"])
-pages = Jinja2Templates(directory=str(project_dir("templates") / "web"))
 # A person registers once or twice; a bot tries many times.
 REGISTER = Limit("register", 10, 3600)
 

@@ -12,11 +12,11 @@ SLUG = "lokaal-samenspel-2018"
 
 
 def test_an_upload_is_imported_by_a_worker_and_reported(
-    runtime: Any, settings: Any, web: str, start_worker: Any
+    runtime: Any, settings: Any, web: str, start_worker: Any, organiser: Any
 ) -> None:
     run_cli(settings, "event", "load", str(EVENT_FILE))
     start_worker()
-    with httpx.Client(base_url=web, timeout=30) as client:
+    with httpx.Client(base_url=web, timeout=30, headers=organiser.headers) as client:
         upload = client.post(
             f"/api/v1/events/{SLUG}/imports",
             files={"file": ("audience-utrecht.csv", AUDIENCE_FILE.read_bytes(), "text/csv")},
@@ -45,10 +45,10 @@ def test_an_upload_is_imported_by_a_worker_and_reported(
         assert client.get("/api/v1/imports/999999").status_code == 404
 
 
-def test_an_upload_over_the_limit_is_refused(runtime: Any, settings: Any, web: str) -> None:
+def test_an_upload_over_the_limit_is_refused(runtime: Any, settings: Any, web: str, organiser: Any) -> None:
     run_cli(settings, "event", "load", str(EVENT_FILE))
     runtime.settings.import_max_bytes = 1000
-    with httpx.Client(base_url=web) as client:
+    with httpx.Client(base_url=web, headers=organiser.headers) as client:
         response = client.post(
             f"/api/v1/events/{SLUG}/imports",
             files={"file": ("big.csv", b"email\n" + b"a" * 5000, "text/csv")},

@@ -58,8 +58,8 @@ def guest(runtime: Any, settings: Any) -> Guest:
     return Guest("zoe-pid", unsubscribe_token(settings.secret_key, "zoe-pid"))
 
 
-def test_preview_renders_every_part_for_a_recipient(web: str, guest: Guest) -> None:
-    with httpx.Client(base_url=web) as client:
+def test_preview_renders_every_part_for_a_recipient(web: str, guest: Guest, organiser: Any) -> None:
+    with httpx.Client(base_url=web, headers=organiser.headers) as client:
         html = client.get(f"/preview/{SLUG}", params={"to": ADDRESS})
         text = client.get(f"/preview/{SLUG}", params={"to": ADDRESS, "part": "text", "lang": "en"})
         subject = client.get(
@@ -82,11 +82,13 @@ def test_preview_renders_every_part_for_a_recipient(web: str, guest: Guest) -> N
     assert none.status_code == 404
 
 
-def test_preview_reports_a_template_error_with_its_line(web: str, runtime: Any, guest: Guest) -> None:
+def test_preview_reports_a_template_error_with_its_line(
+    web: str, runtime: Any, guest: Guest, organiser: Any
+) -> None:
     with db.transaction(runtime.sessions) as session:
         event = get_event(session, SLUG)
         event.extra = {**event.extra, "templates": {"reminder": {"html": {"nl": "<p>\n{% if %}</p>"}}}}
-    with httpx.Client(base_url=web) as client:
+    with httpx.Client(base_url=web, headers=organiser.headers) as client:
         broken = client.get(f"/preview/{SLUG}", params={"kind": "reminder"})
         escape = client.get(f"/preview/{SLUG}", params={"kind": "spam"})
         stranger = client.get(f"/preview/{SLUG}", params={"to": "onbekend@example.org"})

@@ -49,7 +49,9 @@ def invitations(runtime: Any) -> list[Invitation]:
         return list(session.scalars(select(Invitation).order_by(Invitation.id)))
 
 
-def test_double_opt_in_makes_a_registrant_an_invitee(runtime: Any, web: str, settings: Any) -> None:
+def test_double_opt_in_makes_a_registrant_an_invitee(
+    runtime: Any, web: str, settings: Any, organiser: Any
+) -> None:
     open_event(runtime)
     with httpx.Client(base_url=web) as client:
         page = client.get(f"/e/{SLUG}/register")
@@ -58,7 +60,7 @@ def test_double_opt_in_makes_a_registrant_an_invitee(runtime: Any, web: str, set
         assert done.status_code == 200 and "Kijk in uw e-mail" in done.text
         [pending] = invitations(runtime)
         assert pending.pending and pending.answer is None
-        status = client.get(f"/api/v1/events/{SLUG}/status").json()
+        status = client.get(f"/api/v1/events/{SLUG}/status", headers=organiser.headers).json()
         assert (status["invited"], status["pending_registrations"]) == (0, 1)
         with runtime.sessions() as session:
             row = session.scalars(select(OutboundMessage)).one()

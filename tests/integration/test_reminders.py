@@ -393,8 +393,8 @@ def test_a_cancellation_removes_the_meeting_everywhere_and_stops_every_reminder(
     assert "Deze bijeenkomst gaat niet door." in page.text and "De spreker is ziek." in page.text
 
 
-def test_the_api_adds_changes_lists_and_deletes_rules(world: World, web: str) -> None:
-    with httpx.Client(base_url=f"{web}/api/v1/events/{SLUG}") as client:
+def test_the_api_adds_changes_lists_and_deletes_rules(world: World, web: str, organiser: Any) -> None:
+    with httpx.Client(base_url=f"{web}/api/v1/events/{SLUG}", headers=organiser.headers) as client:
         made = client.post(
             "/reminders",
             json={"name": "route", "when": "-2d 09:00", "audience": ["accepted"], "segment": {"tags": ["x"]}},

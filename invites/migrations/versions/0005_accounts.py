@@ -26,7 +26,6 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=200), nullable=False),
         sa.Column("created_at", invites.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_login_at", invites.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("session_version", sa.Integer(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_organiser")),
         sa.UniqueConstraint("email", name=op.f("uq_organiser_email")),
@@ -51,9 +50,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("api_token", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_api_token_organiser_id"), ["organiser_id"], unique=False)
+    op.create_table(
+        "organiser_session",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("organiser_id", sa.Integer(), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("created_at", invites.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", invites.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("user_agent", sa.String(length=300), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organiser_id"],
+            ["organiser.id"],
+            name=op.f("fk_organiser_session_organiser_id_organiser"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_organiser_session")),
+        sa.UniqueConstraint("digest", name=op.f("uq_organiser_session_digest")),
+    )
+    with op.batch_alter_table("organiser_session", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_organiser_session_organiser_id"), ["organiser_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("organiser_session", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_organiser_session_organiser_id"))
+    op.drop_table("organiser_session")
     with op.batch_alter_table("api_token", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_api_token_organiser_id"))
     op.drop_table("api_token")

@@ -1,0 +1,294 @@
+"""Sign-in, sessions, CSRF and API tokens, over real HTTP against uvicorn, on SQLite and PostgreSQL.
+
+The first test walks every route the app has: anything not on the short public list must refuse a visitor
+who is not signed in, and refuse a signed-in browser's state-changing request without its CSRF token.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Mount
+
+from invites import accounts, db
+from invites.web.app import create_app
+from invites.web.auth import SIGNIN_PER_ADDRESS, SIGNIN_PER_CLIENT
+from tests.conftest import NOW, SignedInOrganiser, keep_loopback_cookies, run_cli, serve, sign_in
+
+# What a visitor may reach without signing in: recipients' pages (they carry their own token), the public
+# registration form, sign-in itself, health checks for the load balancer, and the API's documentation.
+PUBLIC = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/login",
+    "/logout",
+    "/language",
+    "/r/{token}",
+    "/r/{token}/invite.ics",
+    "/u/{token}",
+    "/e/{slug}/register",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+}
+PUBLIC_MOUNTS = {"/static"}
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def concrete(path: str) -> str:
+    """A real URL for a route's path template: every parameter filled in."""
+    return re.sub(r"\{[^}]+\}", "x1", path)
+
+
+def walk(routes: Any) -> Any:
+    """Every route, with included routers opened up (FastAPI includes them lazily, as one route each)."""
+    for route in routes:
+        if hasattr(route, "effective_candidates"):
+            yield from walk(route.effective_candidates())
+        else:
+            yield route
+
+
+def organiser_routes() -> list[tuple[str, str]]:
+    routes: list[tuple[str, str]] = []
+    for route in walk(create_app().routes):
+        if isinstance(route, Mount):
+            assert route.path in PUBLIC_MOUNTS, f"unexpected mount {route.path}"
+            continue
+        path = getattr(route, "path", "")
+        methods = sorted(getattr(route, "methods", None) or {"GET"})
+        if path in PUBLIC:
+            continue
+        routes.extend((method, path) for method in methods if method != "HEAD")
+    return routes
+
+
+def csrf_of(client: httpx.Client, path: str = "/") -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert found, f"no CSRF token on {path}"
+    return found[1]
+
+
+def test_every_organiser_route_requires_a_signed_in_organiser(web: str, organiser: SignedInOrganiser) -> None:
+    routes = organiser_routes()
+    paths = {path for _, path in routes}
+    # The walk sees the organiser routes that exist today, so a route added without the check fails here.
+    assert {"/", "/outbox", "/api/v1/events/{slug}/status", "/preview/{slug}"} <= paths
+    assert any(path.startswith("/api/v1/") for path in paths)
+    with httpx.Client(base_url=web) as visitor:
+        for method, path in routes:
+            response = visitor.request(method, concrete(path))
+            if path.startswith("/api/"):
+                assert response.status_code == 401, (method, path, response.status_code)
+                assert response.headers["www-authenticate"] == "Bearer"
+            else:
+                assert response.status_code == 303, (method, path, response.status_code)
+                assert response.headers["location"].startswith("/login?next="), (method, path)
+        bogus = {"Authorization": "Bearer inv_not-a-real-token"}
+        for method, path in routes:
+            response = visitor.request(method, concrete(path), headers=bogus)
+            assert response.status_code in (401, 303), (method, path, response.status_code)
+
+    with httpx.Client(base_url=web) as browser:
+        sign_in(browser, organiser)
+        for method, path in routes:
+            if method in UNSAFE:
+                response = browser.request(method, concrete(path))
+                assert response.status_code == 403, (method, path, response.status_code)
+
+
+def test_signing_in_and_out(web: str, organiser: SignedInOrganiser) -> None:
+    with keep_loopback_cookies(httpx.Client(base_url=web)) as browser:
+        first = browser.get("/outbox", params={"a": "1"})
+        assert first.status_code == 303 and first.headers["location"] == "/login?next=%2Foutbox%3Fa%3D1"
+        token = csrf_of(browser, "/login")
+        wrong = browser.post(
+            "/login", data={"email": organiser.email, "password": "not it at all", "csrf_token": token}
+        )
+        assert wrong.status_code == 400 and "horen niet bij elkaar" in wrong.text
+        assert browser.get("/").status_code == 303
+        no_csrf = browser.post("/login", data={"email": organiser.email, "password": organiser.password})
+        assert no_csrf.status_code == 403
+
+        signed = browser.post(
+            "/login",
+            data={
+                "email": organiser.email.upper(),
+                "password": organiser.password,
+                "csrf_token": token,
+                "next": "/outbox",
+            },
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == "/outbox"
+        cookie = signed.headers["set-cookie"].lower()
+        assert "invites_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+        assert "secure" in cookie, "BASE_URL is https here"
+        home = browser.get("/")
+        assert home.status_code == 200 and organiser.email in home.text
+        fresh = csrf_of(browser)
+        assert fresh != token, "signing in starts a new session with a new CSRF token"
+
+        assert browser.post("/logout").status_code == 403, "signing out needs the CSRF token too"
+        [stolen] = {cookie.value for cookie in browser.cookies.jar if cookie.name == "invites_session"}
+        out = browser.post("/logout", data={"csrf_token": fresh})
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        assert browser.get("/").status_code == 303
+    # The cookie as it was before signing out (copied by someone, say) no longer opens anything.
+    with httpx.Client(base_url=web, cookies={"invites_session": stolen}) as thief:
+        assert thief.get("/").status_code == 303
+
+
+def test_sign_in_never_redirects_to_another_site(web: str, organiser: SignedInOrganiser) -> None:
+    with keep_loopback_cookies(httpx.Client(base_url=web)) as browser:
+        for target in ("//evil.example.com/", "https://evil.example.com/", "/\\evil.example.com"):
+            browser.cookies.clear()
+            token = csrf_of(browser, "/login")
+            response = browser.post(
+                "/login",
+                data={
+                    "email": organiser.email,
+                    "password": organiser.password,
+                    "csrf_token": token,
+                    "next": target,
+                },
+            )
+            assert response.status_code == 303 and response.headers["location"] == "/", target
+
+
+def test_failed_sign_ins_are_limited_per_address(web: str, runtime: Any) -> None:
+    from invites.embedded import client_for
+    from invites.runtime import broker_url
+
+    email = f"limited-{runtime.settings.database_url[-8:].replace('/', '')}@example.org".lower()
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_user(session, email, "the right password", NOW)
+    redis = client_for(broker_url(runtime.settings))
+    keys = [
+        f"invites:rate:{SIGNIN_PER_ADDRESS.name}:{email}",
+        f"invites:rate:{SIGNIN_PER_CLIENT.name}:127.0.0.1",
+    ]
+    redis.delete(*keys)
+    try:
+        with keep_loopback_cookies(httpx.Client(base_url=web)) as browser:
+            token = csrf_of(browser, "/login")
+            for _ in range(SIGNIN_PER_ADDRESS.requests):
+                response = browser.post(
+                    "/login", data={"email": email, "password": "a wrong guess", "csrf_token": token}
+                )
+                assert response.status_code == 400
+            blocked = browser.post(
+                "/login", data={"email": email, "password": "the right password", "csrf_token": token}
+            )
+            assert blocked.status_code == 429 and "Te veel pogingen" in blocked.text
+            assert browser.get("/").status_code == 303
+    finally:
+        redis.delete(*keys)
+
+
+def test_api_tokens_are_shown_once_stored_hashed_and_revocable(
+    web: str, runtime: Any, organiser: SignedInOrganiser
+) -> None:
+    with runtime.sessions() as session:
+        stored = [token.digest for token in accounts.get_user(session, organiser.email).tokens]
+    assert organiser.token not in stored and len(stored) == 1 and len(stored[0]) == 64
+    with httpx.Client(base_url=web) as client:
+        assert client.get("/api/v1/events/x1/status", headers=organiser.headers).status_code == 404
+        with db.transaction(runtime.sessions) as session:
+            user = accounts.get_user(session, organiser.email)
+            accounts.revoke_token(session, user, user.tokens[0].id, NOW)
+        assert client.get("/api/v1/events/x1/status", headers=organiser.headers).status_code == 401
+
+
+def test_a_password_change_or_removal_ends_every_session(
+    web: str, runtime: Any, organiser: SignedInOrganiser
+) -> None:
+    with httpx.Client(base_url=web) as browser:
+        sign_in(browser, organiser)
+        assert browser.get("/").status_code == 200
+        with db.transaction(runtime.sessions) as session:
+            accounts.set_password(
+                session, accounts.get_user(session, organiser.email), "a brand new password"
+            )
+        assert browser.get("/").status_code == 303
+    with httpx.Client(base_url=web) as browser:
+        sign_in(browser, SignedInOrganiser(organiser.email, "a brand new password", organiser.token))
+        assert browser.get("/").status_code == 200
+        with db.transaction(runtime.sessions) as session:
+            accounts.deactivate(session, accounts.get_user(session, organiser.email), NOW)
+        assert browser.get("/").status_code == 303
+        assert browser.get("/api/v1/events/x1/status", headers=organiser.headers).status_code == 401
+
+
+def test_security_headers(web: str, organiser: SignedInOrganiser, runtime: Any) -> None:
+    with httpx.Client(base_url=web) as client:
+        for path in ("/login", "/r/not-a-token", "/healthz"):
+            headers = client.get(path).headers
+            csp = headers["content-security-policy"]
+            script_src = next(part for part in csp.split(";") if part.strip().startswith("script-src"))
+            assert "'unsafe-inline'" not in script_src and "'unsafe-inline'" not in csp, path
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["referrer-policy"] == "no-referrer"
+            assert headers["strict-transport-security"].startswith("max-age="), "BASE_URL is https here"
+        page = client.get("/login").text
+        assert "<style" not in page and " style=" not in page and "<script>" not in page
+
+    runtime.settings.base_url = "http://127.0.0.1:8000"
+    with serve(create_app(runtime)) as plain, httpx.Client(base_url=plain) as client:
+        login = client.get("/login")
+        assert "strict-transport-security" not in login.headers, "no HSTS when BASE_URL is plain http"
+        assert "secure" not in login.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_user_commands(settings: Any, web: str) -> None:
+    added = run_cli(
+        settings,
+        "user",
+        "add",
+        "beheer@example.org",
+        "--name",
+        "Beheer",
+        "--password-stdin",
+        input_text="een goed wachtwoord\n",
+    )
+    assert "beheer@example.org added" in added.stdout
+    again = run_cli(
+        settings,
+        "user",
+        "add",
+        "beheer@example.org",
+        "--password-stdin",
+        input_text="een goed wachtwoord\n",
+        check=False,
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = run_cli(
+        settings, "user", "add", "kort@example.org", "--password-stdin", input_text="kort\n", check=False
+    )
+    assert short.returncode == 1 and "at least 10 characters" in short.stderr
+    made_up = run_cli(settings, "user", "add", "zelf@example.org")
+    password = re.search(r"password \(shown once\): (\S+)", made_up.stdout)
+    assert password, made_up.stdout
+
+    token = run_cli(settings, "user", "token", "beheer@example.org").stdout.strip()
+    assert token.startswith("inv_")
+    with httpx.Client(base_url=web) as client:
+        assert (
+            client.get("/api/v1/events/x1/status", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 404
+        )
+        sign_in(client, SignedInOrganiser("zelf@example.org", password[1], ""))
+        assert client.get("/").status_code == 200
+    listing = run_cli(settings, "user", "list").stdout
+    assert "beheer@example.org" in listing and "zelf@example.org" in listing
+    run_cli(settings, "user", "remove", "beheer@example.org")
+    with httpx.Client(base_url=web) as client:
+        assert (
+            client.get("/api/v1/events/x1/status", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 401
+        )
