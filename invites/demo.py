@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from rich.console import Console
 from sqlalchemy import select
 
-from invites import campaigns, db, embedded
+from invites import accounts, campaigns, db, embedded
 from invites.eventfile import parse_event_file
 from invites.events import get_event, load_event
 from invites.imports import import_list
@@ -58,6 +59,21 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
             process.wait()
 
 
+DEMO_ORGANISER = "organisator@example.org"
+
+
+def demo_organiser(runtime: Runtime, now: datetime) -> str:
+    """The demo's organiser account, with a new random password each run (printed, never stored)."""
+    password = secrets.token_urlsafe(12)
+    with db.transaction(runtime.sessions) as session:
+        user = accounts.find_user(session, DEMO_ORGANISER)
+        if user is None:
+            accounts.add_user(session, DEMO_ORGANISER, password, now, name="Organisator (demo)")
+        else:
+            accounts.set_password(session, user, password)
+    return password
+
+
 def run_demo(
     runtime: Runtime, *, once: bool, host: str, port: int, console: Console, timeout: float = 300
 ) -> None:
@@ -77,6 +93,7 @@ def run_demo(
     console.print(
         f"event [bold]{slug}[/] loaded; audience: {report.accepted} added, {report.updated} updated"
     )
+    password = demo_organiser(runtime, now)
 
     env = {**os.environ, "INVITES_REDIS_URL": broker_url(settings)}
     env.setdefault("INVITES_VAR_DIR", str(settings.var_dir.resolve()))
@@ -103,7 +120,8 @@ def run_demo(
             f"(invited {status['invited']})"
         )
         console.print(f"outbox folder: {settings.outbox_dir.resolve()}")
-        console.print(f"status page:   {base}/events/{slug}")
+        console.print(f"sign in:       {base}/login as {DEMO_ORGANISER} with password {password}")
+        console.print(f"dashboard:     {base}/events/{slug}")
         console.print(f"outbox:        {base}/outbox")
         if first is not None:
             token = make_token(settings.secret_key, first.public_id, first.token_version)
