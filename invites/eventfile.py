@@ -169,6 +169,11 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
         raise InputError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML: {exc}") from exc
+    return event_spec(raw, source)
+
+
+def event_spec(raw: dict[str, Any], source: str = "event file") -> EventSpec:
+    """Check an event definition already read into the tables TOML gives (the web form builds them too)."""
     top = _Reader(source, raw)
 
     zone_name = top.text("timezone", "Europe/Amsterdam")

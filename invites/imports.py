@@ -293,6 +293,26 @@ def queue_import(
     return job
 
 
+def check_upload(var_dir: Path, job: ImportJob, sheet: str | None = None) -> None:
+    """Refuse a stored upload that no import could read (not CSV or .xlsx, empty, no such sheet, no e-mail
+    column), so the organiser hears it at once rather than from a failed job. Deletes the stored file when
+    it refuses; the caller then rolls back the queued job."""
+    path = upload_path(var_dir, job.id)
+    try:
+        with path.open("rb") as stream:
+            size = path.stat().st_size
+            table = open_table(stream, job.filename, size, size, sheet)
+            try:
+                RowReader(table.header)
+            finally:
+                # Reading a row and stopping lets go of the stream (CSV) or closes the workbook (Excel).
+                next(table.rows, None)
+                getattr(table.rows, "close", lambda: None)()
+    except InputError as exc:
+        path.unlink(missing_ok=True)
+        raise InputError(f"{job.filename}: {exc}") from exc
+
+
 def run_import_job(
     factory: sessionmaker[Session],
     job_id: int,

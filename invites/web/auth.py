@@ -83,12 +83,16 @@ def csrf_token(request: Request) -> str:
 async def check_csrf(request: Request) -> None:
     expected = request.session.get("csrf")
     given = request.headers.get("x-csrf-token", "")
+    form = None
     if not given and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
-        value = (await request.form()).get("csrf_token", "")
+        form = await request.form()
+        value = form.get("csrf_token", "")
         given = value if isinstance(value, str) else ""
     if not isinstance(expected, str) or not given or not secrets.compare_digest(expected, given):
+        if form is not None:
+            await form.close()  # an upload's temporary files, which no handler will see
         raise CsrfRejected()
 
 
