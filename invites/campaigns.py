@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, cast, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,6 +78,71 @@ def check_templates(
         composer.compose(sample, invitation, language)
 
 
+# The kinds a campaign sends to a whole audience; the others go to one person when something happens.
+CAMPAIGN_KINDS = ("invitation", "reminder", "update", "cancellation")
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """What a send would do, counted without sending: of the people the segment selects (`selected`),
+    those on the suppression list or undeliverable are left out; of the rest (`recipients`, the campaign's
+    total), those who have this message already (`already`) get no second one, so `new` get it now."""
+
+    kind: str
+    segment: Segment
+    selected: int
+    recipients: int
+    already: int
+    suppressed: int
+
+    @property
+    def new(self) -> int:
+        return self.recipients - self.already
+
+
+def _check_kind(event: Event, kind: str) -> None:
+    if kind not in CAMPAIGN_KINDS:
+        raise InputError(f"a campaign sends one of {', '.join(CAMPAIGN_KINDS)}, not {kind!r}")
+    if event.status == EventStatus.CANCELLED and kind != "cancellation":
+        raise InputError(f"event {event.slug!r} is cancelled; only a cancellation can be sent")
+    if kind == "cancellation" and event.status != EventStatus.CANCELLED:
+        raise InputError(
+            f"cancel the event with `invites event cancel {event.slug}`; it sends the cancellation"
+        )
+
+
+def _selected(event: Event, kind: str, segment: Segment) -> tuple[ColumnElement[bool], ...]:
+    """The invitations a send of `kind` to `segment` is meant for (joined to their Recipient)."""
+    return (Invitation.event_id == event.id, *segment.conditions(event), *_audience_of_kind(kind, event.id))
+
+
+def _reachable() -> tuple[ColumnElement[bool], ...]:
+    return (Recipient.undeliverable.is_(False), Recipient.email_key.not_in(select(Suppression.email_key)))
+
+
+def plan_campaign(session: Session, event: Event, kind: str, segment: Segment | None = None) -> SendPlan:
+    """Count who a send of `kind` to `segment` would reach, and who it leaves out; changes nothing.
+
+    Raises InputError for a kind that cannot be sent to this event now, as `start_campaign` would.
+    """
+    segment = segment or Segment()
+    _check_kind(event, kind)
+    key = literal(f"{kind}:{event.id}:") + cast(Recipient.id, String) + literal(f":{event.sequence}")
+    has_it = exists().where(OutboundMessage.idempotency_key == key)
+    row = session.execute(
+        select(
+            func.count(),
+            func.count().filter(and_(*_reachable())),
+            func.count().filter(and_(*_reachable(), has_it)),
+        )
+        .select_from(Invitation)
+        .join(Recipient, Recipient.id == Invitation.recipient_id)
+        .where(*_selected(event, kind, segment))
+    ).one()
+    selected, recipients, already = (int(n or 0) for n in row)
+    return SendPlan(kind, segment, selected, recipients, already, selected - recipients)
+
+
 def start_campaign(
     factory: sessionmaker[Session],
     event_slug: str,
@@ -98,12 +163,7 @@ def start_campaign(
         event = session.scalar(select(Event).where(Event.slug == event_slug))
         if event is None:
             raise InputError(f"no event with slug {event_slug!r}")
-        if event.status == EventStatus.CANCELLED and kind != "cancellation":
-            raise InputError(f"event {event_slug!r} is cancelled; only a cancellation can be sent")
-        if kind == "cancellation" and event.status != EventStatus.CANCELLED:
-            raise InputError(
-                f"cancel the event with `invites event cancel {event_slug}`; it sends the cancellation"
-            )
+        _check_kind(event, kind)
         check_templates(event, kind, templates, settings, now)
         campaign = Campaign(
             event_id=event.id,
@@ -114,17 +174,10 @@ def start_campaign(
         )
         session.add(campaign)
         session.flush()
-        suppressed = select(Suppression.email_key)
         audience = session.execute(
             select(Invitation.id, Recipient.id, Recipient.email, Recipient.language)
             .join(Recipient, Recipient.id == Invitation.recipient_id)
-            .where(
-                Invitation.event_id == event.id,
-                Recipient.undeliverable.is_(False),
-                Recipient.email_key.not_in(suppressed),
-                *(segment or Segment()).conditions(event),
-                *_audience_of_kind(kind, event.id),
-            )
+            .where(*_reachable(), *_selected(event, kind, segment or Segment()))
             .order_by(Invitation.id)
         ).all()
         domain = sender_domain(settings.sender)
@@ -329,7 +382,10 @@ def campaign_progress(session: Session, campaign_id: int, now: datetime) -> dict
     )
     result: dict[str, Any] = {
         "campaign": campaign.id,
+        "event_id": campaign.event_id,
         "kind": campaign.kind,
+        "segment": campaign.segment,
+        "created_at": campaign.created_at.isoformat(),
         "state": campaign.state.value,
         **{status.value: int(counts.get(status, 0)) for status in MessageStatus},
     }
