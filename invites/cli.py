@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -23,20 +22,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from invites import campaigns, db
-from invites.compose import composer_for, sample_invitation, sample_recipient
+from invites import campaigns, db, testsend
+from invites.compose import composer_for
 from invites.errors import InputError, NotFound
 from invites.eventfile import parse_event_file
 from invites.events import find_invitee, get_event, load_event
 from invites.exports import export_bytes
 from invites.imports import import_stream
-from invites.mailer import SendOutcome, SmtpMailer
-from invites.models import MessageStatus
 from invites.rsvp import revoke
 from invites.runtime import Runtime, broker_url
 from invites.segments import Segment, coverage
-from invites.settings import SmtpTarget, UnfitForProduction
-from invites.sink import Sink
+from invites.settings import UnfitForProduction
 from invites.status import event_status
 from invites.suppression import suppress
 from invites.user_cli import user_app
@@ -304,16 +300,22 @@ def send(
         typer.Option("--test-to", help="send one test message, for a made-up person, to this address only"),
     ] = None,
     lang: Annotated[str | None, typer.Option(help="nl or en, with --test-to")] = None,
+    role: RoleOption = None,
+    municipality: PlaceOption = None,
+    tag: TagOption = None,
+    language: LanguageOption = None,
+    attended_previous: AttendedOption = False,
 ) -> None:
-    """Send a message to the event's audience through the workers (or, with --test-to, one test message
-    straight to SMTP)."""
+    """Send a message to the event's audience, or to a segment of it, through the workers (or, with
+    --test-to, one test message straight to SMTP)."""
     runtime = Runtime.current()
     if test_to:
         send_test(runtime, slug, kind, test_to, lang)
         return
+    segment = segment_from(role, municipality, tag, language, attended_previous)
     try:
         started = campaigns.start_campaign(
-            runtime.sessions, slug, kind, runtime.settings, runtime.templates, now()
+            runtime.sessions, slug, kind, runtime.settings, runtime.templates, now(), segment
         )
     except InputError as exc:
         raise fail(str(exc)) from exc
@@ -327,38 +329,14 @@ def send(
 
 
 def send_test(runtime: Runtime, slug: str, kind: str, address: str, lang: str | None) -> None:
-    """Compose the message for a made-up person at `address` and hand it to INVITES_SMTP_URL right away
-    (without one, to a local sink writing var/outbox). No outbox row: nobody in the audience is touched."""
-    with runtime.sessions() as session:
-        try:
-            event = get_event(session, slug)
-            composer = composer_for(runtime.settings, event, kind, runtime.templates, now(), test=True)
-            composed = composer.compose(
-                sample_recipient(address.strip(), lang or event.language), sample_invitation(kind), lang
-            )
-        except (InputError, NotFound) as exc:
-            raise fail(str(exc)) from exc
-    target, sink = runtime.settings.smtp, None
-    if target is None:
-        sink = Sink(runtime.settings.outbox_dir).start()
-        target = SmtpTarget.parse(sink.url)
+    """One test message for a made-up person, straight to SMTP: see invites.testsend."""
     try:
-        mailer = SmtpMailer(target)
-        outcome = asyncio.run(_send_once(mailer, runtime.settings.sender, composed.to, composed.data))
-    finally:
-        if sink is not None:
-            sink.stop()
-    where = f"the local sink ({runtime.settings.outbox_dir})" if sink else f"{target.host}:{target.port}"
-    if outcome.status != MessageStatus.SENT:
-        raise fail(f"test message to {composed.to} not sent: {outcome.reply}")
-    out.print(f"test {kind} sent to {composed.to} via {where}: {outcome.reply}", highlight=False)
-
-
-async def _send_once(mailer: SmtpMailer, sender: str, recipient: str, data: bytes) -> SendOutcome:
-    try:
-        return await mailer.send(sender, recipient, data)
-    finally:
-        await mailer.close()
+        sent = testsend.send_test(
+            runtime.sessions, runtime.settings, runtime.templates, slug, kind, address, lang, now()
+        )
+    except (InputError, NotFound, testsend.NotSent) as exc:
+        raise fail(str(exc)) from exc
+    out.print(f"test {kind} sent to {sent.to} via {sent.via}: {sent.reply}", highlight=False)
 
 
 @app.command("status")
