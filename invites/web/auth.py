@@ -178,7 +178,9 @@ router = APIRouter(include_in_schema=False)
 def _limiter(request: Request, rt: Runtime) -> RateLimiter:
     limiter = getattr(request.app.state, "signin_limiter", None)
     if limiter is None:
-        limiter = request.app.state.signin_limiter = RateLimiter(client_for(broker_url(rt.settings)))
+        limiter = request.app.state.signin_limiter = RateLimiter(
+            client_for(broker_url(rt.settings)), namespace=rt.settings.queue
+        )
     assert isinstance(limiter, RateLimiter)
     return limiter
 

@@ -81,7 +81,7 @@ def register_submit(
     except NotFound:
         return pages.TemplateResponse(request, "not_found.html", {"lang": "nl"}, status_code=404)
     client = request.client.host if request.client else "?"
-    limiter = RateLimiter(client_for(broker_url(runtime.settings)))
+    limiter = RateLimiter(client_for(broker_url(runtime.settings)), namespace=runtime.settings.queue)
     if not limiter.allow(REGISTER, f"{client}:{event.ics_uid}"):
         context = _context(event, now, via, error="U hebt zich te vaak aangemeld. Probeer het later opnieuw.")
         return pages.TemplateResponse(request, "register.html", context, status_code=429)

@@ -168,10 +168,8 @@ def test_failed_sign_ins_are_limited_per_address(web: str, runtime: Any) -> None
     with db.transaction(runtime.sessions) as session:
         accounts.add_user(session, email, "the right password", NOW)
     redis = client_for(broker_url(runtime.settings))
-    keys = [
-        f"invites:rate:{SIGNIN_PER_ADDRESS.name}:{email}",
-        f"invites:rate:{SIGNIN_PER_CLIENT.name}:127.0.0.1",
-    ]
+    prefix = f"invites:rate:{runtime.settings.queue}"
+    keys = [f"{prefix}:{SIGNIN_PER_ADDRESS.name}:{email}", f"{prefix}:{SIGNIN_PER_CLIENT.name}:127.0.0.1"]
     redis.delete(*keys)
     try:
         with keep_loopback_cookies(httpx.Client(base_url=web)) as browser:
