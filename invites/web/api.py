@@ -6,10 +6,12 @@ Routes parse input, call the same services as the CLI, and present the result.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, File, Form, HTTPException, Query, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
 from invites.errors import InputError, NotFound
@@ -21,10 +23,29 @@ from invites.progress import ImportProgress
 from invites.rsvp import parse_answer
 from invites.segments import Segment, coverage
 from invites.status import attendees, timeline
+from invites.web.api_models import (
+    NO_NUL,
+    Attendee,
+    Coverage,
+    ImportQueued,
+    ImportStatus,
+    Slug,
+    TimelineDay,
+    bearer,
+    problems,
+)
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 
-router = organiser_router(prefix="/api/v1", tags=["audience"])
+router = organiser_router(prefix="/api/v1", tags=["audience"], dependencies=[Depends(bearer)])
+EXPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+# Query values are matched against names and stored tags: no NUL character, which PostgreSQL cannot hold.
+# Row ids are 32-bit integers on every database: a larger one names nothing (and SQLite cannot bind it).
+RowId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+Texts = list[Annotated[str, StringConstraints(pattern=NO_NUL, max_length=200)]] | None
 
 
 def _event(session: Session, slug: str) -> Event:
@@ -35,10 +56,10 @@ def _event(session: Session, slug: str) -> Event:
 
 
 def segment_query(
-    role: Annotated[list[str] | None, Query(description="role name or key, repeatable")] = None,
-    municipality: Annotated[list[str] | None, Query(description="name or CBS code, repeatable")] = None,
-    tag: Annotated[list[str] | None, Query()] = None,
-    language: Annotated[list[str] | None, Query()] = None,
+    role: Annotated[Texts, Query(description="role name or key, repeatable")] = None,
+    municipality: Annotated[Texts, Query(description="name or CBS code, repeatable")] = None,
+    tag: Annotated[Texts, Query(description="a tag from the list's tags column, repeatable")] = None,
+    language: Annotated[Texts, Query(description="nl or en, repeatable")] = None,
     attended_previous: bool = False,
 ) -> Segment:
     try:
@@ -50,15 +71,16 @@ def segment_query(
 SegmentDep = Annotated[Segment, Depends(segment_query)]
 
 
-@router.post("/events/{slug}/imports", status_code=202)
+@router.post("/events/{slug}/imports", status_code=202, responses=problems(400, 404, 413))
 def upload_list(
-    slug: str,
+    slug: Slug,
     file: Annotated[UploadFile, File(description="a CSV or .xlsx recipient list")],
     session: SessionDep,
     runtime: RuntimeDep,
+    response: Response,
     strict: Annotated[bool, Form()] = False,
-    sheet: Annotated[str | None, Form()] = None,
-) -> JSONResponse:
+    sheet: Annotated[str | None, Form(max_length=100, pattern=NO_NUL)] = None,
+) -> ImportQueued:
     """Store the upload and queue its import for a worker; its URL tells the progress, then the report."""
     event = _event(session, slug)
     try:
@@ -81,63 +103,83 @@ def upload_list(
 
     import_list.delay(job.id)
     url = f"/api/v1/imports/{job.id}"
-    return JSONResponse(
-        {"job": job.id, "status": job.status, "url": url}, status_code=202, headers={"Location": url}
-    )
+    response.headers["Location"] = url
+    return ImportQueued(job=job.id, status=job.status, url=url)
 
 
-@router.get("/imports/{job_id}")
-def import_status(job_id: int, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+@router.get("/imports/{job_id}", responses=problems(404), response_model_exclude_none=True)
+def import_status(job_id: RowId, session: SessionDep, runtime: RuntimeDep) -> ImportStatus:
     """An import job: queued, running (with the rows read so far), done (with the report) or failed."""
     job = session.get(ImportJob, job_id)
     if job is None:
         raise HTTPException(404, f"no import job {job_id}")
-    body: dict[str, Any] = {"job": job.id, "filename": job.filename, "status": job.status}
+    found = ImportStatus(job=job.id, filename=job.filename, status=job.status)
     if job.status in ("queued", "running"):
-        body["rows_read"] = ImportProgress.for_settings(runtime.settings).rows(job.id)
+        found.rows_read = ImportProgress.for_settings(runtime.settings).rows(job.id)
     elif job.status == "done":
-        body["report"] = job.report
+        found.report = job.report
     else:
-        body["error"] = job.report.get("error", "")
-    return body
+        found.error = str(job.report.get("error", ""))
+    return found
 
 
-@router.get("/events/{slug}/audience")
-def audience(slug: str, session: SessionDep, segment: SegmentDep) -> dict[str, Any]:
-    """The coverage matrix: recipients per municipality × role, invited and answered."""
-    return coverage(session, _event(session, slug), segment)
+@router.get("/events/{slug}/audience", responses=problems(400, 404))
+def audience(slug: Slug, session: SessionDep, segment: SegmentDep) -> Coverage:
+    """The coverage matrix: recipients per municipality × role, invited and answered.
+
+    `totals.all.invited` is how many people the segment selects.
+    """
+    return Coverage.model_validate(coverage(session, _event(session, slug), segment))
 
 
-@router.get("/events/{slug}/export.{fmt}")
-def export(slug: str, fmt: str, session: SessionDep, segment: SegmentDep) -> Response:
+@router.get(
+    "/events/{slug}/export.{fmt}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the file, as an attachment",
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}} for media in EXPORT_TYPES.values()
+            },
+        },
+        **problems(400, 404),
+    },
+)
+def export(
+    slug: Slug,
+    fmt: Annotated[str, PathParam(description="csv or xlsx", examples=["csv"])],
+    session: SessionDep,
+    segment: SegmentDep,
+) -> Response:
     """The audience with its answers as CSV or Excel, with formulas in cells neutralised."""
-    if fmt not in ("csv", "xlsx"):
+    if fmt not in EXPORT_TYPES:
         raise HTTPException(404, "export as .csv or .xlsx")
     event = _event(session, slug)
-    media = {
-        "csv": "text/csv; charset=utf-8",
-        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    }[fmt]
     return Response(
         export_bytes(session, event, fmt, segment),
-        media_type=media,
+        media_type=EXPORT_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{event.slug}.{fmt}"'},
     )
 
 
-@router.get("/events/{slug}/timeline")
-def answers_timeline(slug: str, session: SessionDep) -> list[dict[str, Any]]:
+@router.get("/events/{slug}/timeline", responses=problems(404))
+def answers_timeline(slug: Slug, session: SessionDep) -> list[TimelineDay]:
     """The answers as they stood at the end of each day that anything changed."""
-    return timeline(session, _event(session, slug))
+    return [TimelineDay.model_validate(day) for day in timeline(session, _event(session, slug))]
 
 
-@router.get("/events/{slug}/attendees")
+@router.get("/events/{slug}/attendees", responses=problems(400, 404))
 def attendee_list(
-    slug: str, session: SessionDep, segment: SegmentDep, answer: str | None = None
-) -> list[dict[str, Any]]:
+    slug: Slug,
+    session: SessionDep,
+    segment: SegmentDep,
+    answer: Annotated[str | None, Query(description="accepted, declined or tentative")] = None,
+) -> list[Attendee]:
     """The invited, filtered by answer (accepted, declined, tentative) and segment, sorted by surname."""
     try:
         chosen = parse_answer(answer) if answer else None
     except InputError as exc:
         raise HTTPException(400, str(exc)) from exc
-    return attendees(session, _event(session, slug), chosen, segment)
+    return [
+        Attendee.model_validate(row) for row in attendees(session, _event(session, slug), chosen, segment)
+    ]

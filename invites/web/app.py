@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -22,15 +23,21 @@ from invites.settings import get_settings, project_dir
 from invites.web import (
     api,
     auth,
+    dashboard_routes,
+    event_routes,
+    events_api,
     mail_routes,
     ops_routes,
     organiser_routes,
     registration_routes,
     reminder_routes,
+    rsvps_api,
+    send_routes,
+    sends_api,
 )
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import templates
-from invites.web.security import SecurityHeaders
+from invites.web.security import SecurityHeaders, docs_csp
 
 ANSWER_LABELS = {
     "nl": {"accepted": "Ja, ik kom", "tentative": "Misschien", "declined": "Nee, ik kan niet"},
@@ -46,19 +53,34 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         version="0.1.0",
         description="Invitations, RSVPs and their follow-up for an event. Every route under /api/v1 needs "
         "an API token (`invites user token EMAIL`), sent as `Authorization: Bearer ...`.",
+        docs_url=None,
+        redoc_url=None,
     )
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """Swagger UI, under a policy of its own: FastAPI's default page would be blocked by ours."""
+        html = bytes(get_swagger_ui_html(openapi_url="/openapi.json", title="invites API").body).decode()
+        return HTMLResponse(html, headers={"Content-Security-Policy": docs_csp(html)})
+
     app.state.runtime = runtime
     app.state.limiter = None
     app.state.development = settings.env == "development"
     auth.install(app, settings)
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     app.mount("/static", StaticFiles(directory=str(project_dir("templates") / "web" / "static")), "static")
+    app.include_router(event_routes.router)  # first: /events/new must match before any /events/{slug}
     app.include_router(organiser_routes.router)
     app.include_router(api.router)
+    app.include_router(events_api.router)
+    app.include_router(rsvps_api.router)
     app.include_router(registration_routes.router)
     app.include_router(mail_routes.router)
     app.include_router(mail_routes.preview_router)
     app.include_router(reminder_routes.router)
+    app.include_router(send_routes.router)
+    app.include_router(dashboard_routes.router)
+    app.include_router(sends_api.router)
     app.include_router(ops_routes.router)
     pages = templates
 
@@ -75,7 +97,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     def limiter(rt: Runtime) -> RateLimiter:
         if app.state.limiter is None:
             app.state.limiter = RateLimiter(
-                client_for(broker_url(rt.settings)), rt.settings.rsvp_client_limit
+                client_for(broker_url(rt.settings)),
+                rt.settings.rsvp_client_limit,
+                namespace=rt.settings.queue,
             )
         limiter: RateLimiter = app.state.limiter
         return limiter
@@ -122,7 +146,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             else "",
         }
 
-    @app.api_route("/r/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @app.api_route(
+        "/r/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+    )
     def rsvp_page(
         request: Request,
         token: str,
@@ -147,6 +173,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         return page(request, "rsvp.html", rsvp_context(view, token, language, answer, bool(saved)))
 
     def answer_from_form(request: Request, token: str, rt: Runtime, form: dict[str, str]) -> Response:
+        if not limiter(rt).allow_rsvp(request.client.host if request.client else "?", token):
+            return too_many(request)
         with rt.sessions() as session:
             try:
                 view = rsvp.find_by_token(session, rt.settings.secret_key, token)
@@ -187,10 +215,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.post("/r/{token}", response_class=HTMLResponse, response_model=None)
     async def rsvp_answer(request: Request, token: str, rt: RuntimeDep) -> Response:
-        if not limiter(rt).allow_rsvp(request.client.host if request.client else "?", token):
-            return too_many(request)
         form = await request.form()
         fields = {key: value for key, value in form.items() if isinstance(value, str)}
+        # The rate limit waits on Redis like the answer waits on the database: both go to the thread pool
+        # in one trip, so this process's event loop never blocks on either.
         return await run_in_threadpool(answer_from_form, request, token, rt, fields)
 
     @app.get("/r/{token}/invite.ics")

@@ -9,8 +9,8 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from invites.errors import NotFound
@@ -19,6 +19,7 @@ from invites.models import Answer, Event
 from invites.rendering import event_context
 from invites.sink import stored_messages
 from invites.status import attendees, event_status
+from invites.web.api_models import EventStatusModel, Slug, bearer, problems
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import language, render
@@ -54,13 +55,16 @@ def checkin(request: Request, slug: str, session: SessionDep) -> HTMLResponse:
     )
 
 
-@router.get("/api/v1/events/{slug}/status", tags=["status"])
-def status_api(slug: str, session: SessionDep) -> JSONResponse:
+@router.get(
+    "/api/v1/events/{slug}/status", tags=["status"], responses=problems(404), dependencies=[Depends(bearer)]
+)
+def status_api(slug: Slug, session: SessionDep) -> EventStatusModel:
     """Live counts: invited, sent, queued, deferred, failed, and the answers."""
     try:
-        return JSONResponse(event_status(session, get_event(session, slug)))
+        event = get_event(session, slug)
     except NotFound as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+        raise HTTPException(404, str(exc)) from exc
+    return EventStatusModel.model_validate(event_status(session, event))
 
 
 def _message_path(rt: RuntimeDep, name: str) -> Path | None:

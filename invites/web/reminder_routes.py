@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -14,18 +15,20 @@ from invites import reminders
 from invites.errors import InputError, NotFound
 from invites.events import get_event
 from invites.models import Event
+from invites.web.api_models import NO_NUL, ReminderRule, ReminderRules, SegmentModel, Slug, bearer, problems
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 
-router = organiser_router(prefix="/api/v1", tags=["reminders"])
+router = organiser_router(prefix="/api/v1", tags=["reminders"], dependencies=[Depends(bearer)])
+Text = Annotated[str, Field(max_length=200, pattern=NO_NUL)]
 
 
 class RuleBody(BaseModel):
-    name: str
-    when: str = Field(description="an offset before the start ('-7d 10:00', '-2h') or a local date and time")
-    audience: str | list[str] = Field(description="no-answer, accepted, tentative, waitlist or invited")
-    template: str = "reminder"
-    segment: dict[str, Any] = Field(default_factory=dict)
+    name: Text = Field(description="the rule's name; saving a rule of the same name changes it")
+    when: Text = Field(description="an offset before the start ('-7d 10:00', '-2h') or a local date and time")
+    audience: Text | list[Text] = Field(description="no-answer, accepted, tentative, waitlist or invited")
+    template: Text = "reminder"
+    segment: SegmentModel = Field(default_factory=SegmentModel)
     enabled: bool = True
 
 
@@ -36,21 +39,23 @@ def _event(session: Session, slug: str) -> Event:
         raise HTTPException(404, str(exc)) from exc
 
 
-@router.get("/events/{slug}/reminders")
-def list_rules(slug: str, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+@router.get("/events/{slug}/reminders", responses=problems(404))
+def list_rules(slug: Slug, session: SessionDep, runtime: RuntimeDep) -> ReminderRules:
+    """The event's reminder rules, each with when it sends and its state now."""
     event = _event(session, slug)
     now = datetime.now(UTC)
-    return {
-        "event": slug,
-        "rules": [
-            reminders.describe_rule(rule, event, runtime.settings, now)
+    return ReminderRules(
+        event=slug,
+        rules=[
+            ReminderRule.model_validate(reminders.describe_rule(rule, event, runtime.settings, now))
             for rule in reminders.event_rules(session, event)
         ],
-    }
+    )
 
 
-@router.post("/events/{slug}/reminders")
-def save_rule(slug: str, body: RuleBody, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+@router.post("/events/{slug}/reminders", responses=problems(400, 404))
+def save_rule(slug: Slug, body: RuleBody, session: SessionDep, runtime: RuntimeDep) -> ReminderRule:
+    """Add a reminder rule, or change the event's rule of that name."""
     event = _event(session, slug)
     now = datetime.now(UTC)
     try:
@@ -59,7 +64,7 @@ def save_rule(slug: str, body: RuleBody, session: SessionDep, runtime: RuntimeDe
             body.when,
             body.audience,
             body.template,
-            body.segment,
+            body.segment.model_dump(),
             body.enabled,
             ZoneInfo(event.timezone),
         )
@@ -67,11 +72,14 @@ def save_rule(slug: str, body: RuleBody, session: SessionDep, runtime: RuntimeDe
         raise HTTPException(400, str(exc)) from exc
     rule = reminders.save_rule(session, event, spec, now)
     session.commit()
-    return reminders.describe_rule(rule, event, runtime.settings, now)
+    return ReminderRule.model_validate(reminders.describe_rule(rule, event, runtime.settings, now))
 
 
-@router.delete("/events/{slug}/reminders/{name}", status_code=204)
-def delete_rule(slug: str, name: str, session: SessionDep) -> None:
+@router.delete("/events/{slug}/reminders/{name}", status_code=204, responses=problems(404))
+def delete_rule(
+    slug: Slug, name: Annotated[str, PathParam(max_length=200, pattern=NO_NUL)], session: SessionDep
+) -> None:
+    """Remove the rule: it sends nothing more (what it sent already stays sent)."""
     event = _event(session, slug)
     if not reminders.delete_rule(session, event, name):
         raise HTTPException(404, f"event {slug!r} has no reminder {name!r}")

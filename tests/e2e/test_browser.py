@@ -110,8 +110,10 @@ def test_the_organisers_journey(
     console_errors: list[str] = []
     page.on(
         "console",
-        lambda message: message.type == "error"
-        and console_errors.append(f"{message.text} ({message.location.get('url')})"),
+        lambda message: (
+            message.type == "error"
+            and console_errors.append(f"{message.text} ({message.location.get('url')})")
+        ),
     )
     journey = Journey(page, ARTIFACTS)
 

@@ -32,8 +32,6 @@ PUBLIC = {
     "/u/{token}",
     "/e/{slug}/register",
     "/docs",
-    "/docs/oauth2-redirect",
-    "/redoc",
     "/openapi.json",
 }
 PUBLIC_MOUNTS = {"/static"}
