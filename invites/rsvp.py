@@ -203,9 +203,10 @@ def record_answer(
     """
     event = session.get_one(Event, invitation.event_id)
     if event.capacity is not None:
-        # Places are counted below: hold the event's lock, so concurrent accepts decide one at a time.
+        # Places are counted below: hold the event's lock, so concurrent accepts decide one at a time,
+        # and read the invitation again under it (a promotion may have moved it while we waited).
         event = lock_event(session, invitation.event_id)
-    session.refresh(invitation)
+        session.refresh(invitation)
     if invitation.pending:
         # The double opt-in: a registrant answered from the personal link we mailed to their address.
         invitation.pending = False

@@ -227,14 +227,14 @@ def test_the_form_shows_the_questions_and_reports_a_bad_answer(runtime: Any, web
     assert state(runtime, ids[0]).guests == 2
 
 
-def test_read_models_for_the_organiser(runtime: Any, web: str) -> None:
+def test_read_models_for_the_organiser(runtime: Any, web: str, organiser: Any) -> None:
     ids = setup_event(runtime, 4, capacity=2)
     choice = {"workshop": "wonen"}
     answer(runtime, ids[0], Answer.ACCEPTED, responses=choice)
     answer(runtime, ids[1], Answer.ACCEPTED, responses=choice)
     answer(runtime, ids[2], Answer.ACCEPTED, responses=choice)
     answer(runtime, ids[3], Answer.DECLINED)
-    with httpx.Client(base_url=web) as client:
+    with httpx.Client(base_url=web, headers=organiser.headers) as client:
         status = client.get(f"/api/v1/events/{SLUG}/status").json()
         assert (status["accepted"], status["declined"], status["waitlisted"]) == (3, 1, 1)
         assert (status["places_taken"], status["capacity"]) == (2, 2)
