@@ -224,15 +224,16 @@ def start_worker(settings: Any, tmp_path: Path) -> Iterator[Callable[..., subpro
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """An ASGI app served by a real uvicorn on loopback, in a thread; yields its base URL."""
+def serve(app: Any, port: int = 0) -> Iterator[str]:
+    """An ASGI app served by a real uvicorn on loopback (on `port`, else a free one), in a thread; yields its
+    base URL."""
     import threading
 
     import uvicorn
 
     from invites.sink import free_port
 
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
