@@ -232,6 +232,8 @@ def test_security_headers(web: str, organiser: SignedInOrganiser, runtime: Any) 
             assert headers["strict-transport-security"].startswith("max-age="), "BASE_URL is https here"
         page = client.get("/login").text
         assert "<style" not in page and " style=" not in page and "<script>" not in page
+        # Recipients get no cookie: only organisers (and the sign-in form) have a session.
+        assert "set-cookie" not in client.get("/r/not-a-token").headers
 
     runtime.settings.base_url = "http://127.0.0.1:8000"
     with serve(create_app(runtime)) as plain, httpx.Client(base_url=plain) as client:
