@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import re
 import ssl
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Protocol
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from invites.models import MessageStatus
 from invites.settings import SmtpTarget
@@ -43,21 +46,34 @@ class Mailer(Protocol):
 
 
 class SmtpMailer:
-    """One SMTP connection, opened on first use and reused for every message until closed."""
+    """One SMTP connection, opened on first use and reused for every message until closed.
 
-    def __init__(self, target: SmtpTarget, timeout: float = 30.0, verify_tls: bool = True) -> None:
+    aiosmtplib opens it (greeting, EHLO, STARTTLS, AUTH); the transactions then run on a `_Session`, which
+    pipelines MAIL, RCPT and DATA (RFC 2920) when the server offers it: two round trips a message, not four.
+    """
+
+    def __init__(
+        self,
+        target: SmtpTarget,
+        timeout: float = 30.0,
+        verify_tls: bool = True,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
-        self.tls_context = ssl.create_default_context() if verify_tls else _insecure_context()
-        self._client: aiosmtplib.SMTP | None = None
+        # Loading the system's CA certificates takes milliseconds; a pool builds the context once.
+        self.tls_context = tls_context or (
+            ssl.create_default_context() if verify_tls else _insecure_context()
+        )
+        self._session: _Session | None = None
 
     @property
     def size(self) -> int:
         return 1
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        if self._client is not None and self._client.is_connected:
-            return self._client
+    async def _connect(self) -> _Session:
+        if self._session is not None and self._session.is_open:
+            return self._session
         target = self.target
         client = aiosmtplib.SMTP(
             hostname=target.host,
@@ -70,48 +86,191 @@ class SmtpMailer:
             password=target.password,
         )
         await client.connect()
-        self._client = client
-        return client
+        self._session = _Session.take_over(client, self.timeout)
+        return self._session
 
     async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
         # A bare address (the VERP sender) needs no parsing; a "Name <address>" does.
         envelope_from = parseaddr(sender)[1] if "<" in sender else sender
         try:
-            client = await self._connect()
-            # MAIL, RCPT and DATA one by one rather than `sendmail`: the same round trips, but sendmail
-            # validates both addresses once more and rewrites the whole message a second time only to
-            # count its SIZE, which together cost about a tenth of a worker's CPU per message.
-            await client.mail(envelope_from, options=_size_option(client, data))
-            try:
-                await client.rcpt(recipient)
-            except aiosmtplib.SMTPRecipientRefused as refusal:
+            mail_from, rcpt_to = _path(envelope_from), _path(recipient)
+        except ValueError as exc:
+            return SendOutcome(MessageStatus.FAILED, f"address: {exc}")
+        try:
+            session = await self._connect()
+            size = _size_option(session, data)
+            mail, rcpt, start = await session.envelope(
+                b"MAIL FROM:" + mail_from + (b" " + size[0].encode() if size else b""), b"RCPT TO:" + rcpt_to
+            )
+            if mail.code == 250 and rcpt.code in (250, 251) and start.code == 354:
+                done = await session.command(wire_form(data))
+                if done.code != 250:
+                    await self._drop()
+                return classify(done.code, done.message)
+            if start.code == 354:
+                # A server that accepts DATA without a recipient: the session's state is not worth saving.
+                self.abort()
+            elif mail.code == 250 and rcpt.code not in (250, 251) and rcpt.code != 421:
                 # As sendmail does: end the envelope, keep the connection for the next message.
-                await _reset(client)
-                return classify(refusal.code, refusal.message)
-            response = await client.data(data)
-        except aiosmtplib.SMTPResponseException as exc:
-            await self._drop()
-            return classify(exc.code, exc.message)
+                await _reset(session)
+                return classify(rcpt.code, rcpt.message)
+            else:
+                await self._drop()
+            refusal = next((reply for reply in (mail, rcpt) if reply.code not in (250, 251)), start)
+            return classify(refusal.code, refusal.message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            await self._drop()
+            self.abort()
             return SendOutcome(MessageStatus.DEFERRED, f"connection: {type(exc).__name__}: {exc}")
-        return classify(250, response.message)
 
     async def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                client.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.quit()
 
     async def close(self) -> None:
         await self._drop()
 
     def abort(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        session, self._session = self._session, None
+        if session is not None:
+            session.abort()
+
+
+class _Session(asyncio.Protocol):
+    """The transaction phase of an SMTP connection: commands written, their replies read back in order.
+
+    aiosmtplib's protocol reads exactly one reply per command written, so it cannot pipeline; this one
+    queues every complete reply as it arrives, however the server splits them into packets.
+    """
+
+    def __init__(self, transport: asyncio.Transport, extensions: set[str], timeout: float) -> None:
+        self.transport = transport
+        self.extensions = extensions
+        self.timeout = timeout
+        self.buffer = bytearray()
+        self.lines: list[str] = []
+        self.replies: collections.deque[aiosmtplib.SMTPResponse] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost: Exception | None = None
+
+    @classmethod
+    def take_over(cls, client: aiosmtplib.SMTP, timeout: float) -> _Session:
+        """Take a connected, greeted (and, as the server allows, encrypted and authenticated) connection
+        from aiosmtplib; from here on its replies arrive here."""
+        transport = client.transport
+        if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("the connection closed while it was set up")
+        session = cls(transport, set(client.esmtp_extensions), timeout)
+        transport.set_protocol(session)
+        return session
+
+    @property
+    def is_open(self) -> bool:
+        return self.lost is None and not self.transport.is_closing()
+
+    def supports_extension(self, name: str) -> bool:
+        return name.lower() in self.extensions
+
+    async def envelope(
+        self, mail: bytes, rcpt: bytes
+    ) -> tuple[aiosmtplib.SMTPResponse, aiosmtplib.SMTPResponse, aiosmtplib.SMTPResponse]:
+        """MAIL, RCPT and DATA: in one write when the server pipelines, else one at a time. A server that
+        pipelines refuses DATA itself when MAIL or RCPT was refused (RFC 2920 3.1)."""
+        commands = (mail + b"\r\n", rcpt + b"\r\n", b"DATA\r\n")
+        if self.supports_extension("pipelining"):
+            self._write(b"".join(commands))
+            return (await self._reply(), await self._reply(), await self._reply())
+        first = await self.command(commands[0])
+        if first.code != 250:
+            return first, _SKIPPED, _SKIPPED
+        second = await self.command(commands[1])
+        if second.code not in (250, 251):
+            return first, second, _SKIPPED
+        return first, second, await self.command(commands[2])
+
+    async def command(self, data: bytes) -> aiosmtplib.SMTPResponse:
+        self._write(data)
+        return await self._reply()
+
+    async def quit(self) -> None:
+        if self.is_open:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await self.command(b"QUIT\r\n")
+        self.abort()
+
+    def abort(self) -> None:
+        self.transport.close()
+
+    def _write(self, data: bytes) -> None:
+        if not self.is_open:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        self.transport.write(data)
+
+    async def _reply(self) -> aiosmtplib.SMTPResponse:
+        while not self.replies:
+            if self.lost is not None:
+                raise self.lost
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self.waiter, self.timeout)
+            except TimeoutError as exc:
+                # A reply given up on must never be paired with a later command.
+                self.abort()
+                raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from exc
+        return self.replies.popleft()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\n")) >= 0:
+            line = bytes(self.buffer[: end + 1])
+            del self.buffer[: end + 1]
+            try:
+                code = int(line[:3])
+            except ValueError:
+                self._fail(aiosmtplib.SMTPResponseException(-1, f"Malformed SMTP response line: {line!r}"))
+                return
+            self.lines.append(line[4:].strip(b" \t\r\n").decode("utf-8", "surrogateescape"))
+            if line[3:4] != b"-":
+                self.replies.append(aiosmtplib.SMTPResponse(code, "\n".join(self.lines)))
+                self.lines = []
+        if len(self.buffer) > _MAX_LINE:
+            self._fail(aiosmtplib.SMTPResponseException(-1, "Response too long"))
+            return
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._fail(aiosmtplib.SMTPServerDisconnected("Unexpected EOF received"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        lost = aiosmtplib.SMTPServerDisconnected("Connection lost")
+        lost.__cause__ = exc
+        self._fail(lost)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.lost is None:
+            self.lost = exc
+        self.transport.close()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+# What `envelope` reports for a command it did not send because an earlier one was refused.
+_SKIPPED = aiosmtplib.SMTPResponse(503, "not sent: an earlier command was refused")
+_MAX_LINE = 8192
+
+
+def _path(address: str) -> bytes:
+    """An envelope address as MAIL and RCPT carry it: <address>, ASCII only (no SMTPUTF8)."""
+    if not address or _UNSAFE.search(address):
+        raise ValueError(f"{address!r} cannot go in an SMTP envelope")
+    return b"<" + address.encode("ascii") + b">"
+
+
+_UNSAFE = re.compile(r"[^\x21-\x7e]|[<>]")
 
 
 class SmtpPool:
@@ -128,6 +287,7 @@ class SmtpPool:
         self._size = size
         self.timeout = timeout
         self.verify_tls = verify_tls
+        self.tls_context = ssl.create_default_context() if verify_tls else _insecure_context()
         self._idle: list[SmtpMailer] = []
         self._slots: asyncio.Semaphore | None = None
 
@@ -142,7 +302,7 @@ class SmtpPool:
             connection = (
                 self._idle.pop()
                 if self._idle
-                else SmtpMailer(self.target, timeout=self.timeout, verify_tls=self.verify_tls)
+                else SmtpMailer(self.target, self.timeout, self.verify_tls, self.tls_context)
             )
             try:
                 outcome = await connection.send(sender, recipient, data)
@@ -159,7 +319,7 @@ class SmtpPool:
         await asyncio.gather(*(connection.close() for connection in idle))
 
 
-def _size_option(client: aiosmtplib.SMTP, data: bytes) -> list[str]:
+def _size_option(client: _Session, data: bytes) -> list[str]:
     """RFC 1870's SIZE: the octets DATA will carry once aiosmtplib has made every line end in CRLF.
 
     Counted rather than rewritten: each lone LF or lone CR gains one octet, and a last line without an
@@ -174,10 +334,25 @@ def _size_option(client: aiosmtplib.SMTP, data: bytes) -> list[str]:
     return [f"size={size}"]
 
 
-async def _reset(client: aiosmtplib.SMTP) -> None:
+def wire_form(data: bytes) -> bytes:
+    """The octets DATA carries (RFC 5321 4.5.2): every line ended by CRLF, a line's leading dot doubled,
+    and the final dot. The same bytes aiosmtplib's `data` sends, without its regular expressions when the
+    message's lines already end in CRLF."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = normalize_message_line_endings(data)
+    elif not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+async def _reset(session: _Session) -> None:
     # A connection that is gone reconnects on its next use.
-    with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
-        await client.rset()
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+        if (await session.command(b"RSET\r\n")).code != 250:
+            session.abort()
 
 
 def _insecure_context() -> ssl.SSLContext:

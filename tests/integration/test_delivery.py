@@ -48,9 +48,20 @@ class PickyHandler(StoreHandler):
         return "250 OK"
 
 
-@pytest.fixture
-def picky_server(tmp_path: Path) -> Iterator[Controller]:
-    controller = Controller(PickyHandler(tmp_path / "picky"), hostname="127.0.0.1", port=free_port())
+class PipeliningPickyHandler(PickyHandler):
+    """The same server, offering PIPELINING: the client then writes MAIL, RCPT and DATA at once."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+@pytest.fixture(params=[PickyHandler, PipeliningPickyHandler], ids=["one-by-one", "pipelined"])
+def picky_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Controller]:
+    handler = request.param(tmp_path / "picky")
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller
     controller.stop()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from invites.mailer import _size_option, classify
+from invites.mailer import _size_option, classify, wire_form
 from invites.models import MessageStatus
 
 
@@ -54,3 +54,12 @@ class _Sizes:
 def test_the_size_is_what_data_will_carry(data: bytes) -> None:
     # Counted without rewriting the message, it must still match aiosmtplib's own normalisation.
     assert _size_option(cast(Any, _Sizes()), data) == [f"size={len(normalize_message_line_endings(data))}"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"a", b"a\r\n", b"a\nb", b".a\r\n", b"a\r\n.\r\n..b\r\n", b"x\n.y\r.z", b"\r\r\n\n", b"a\r\n\r"],
+)
+def test_the_wire_form_is_what_aiosmtplib_would_send(data: bytes) -> None:
+    expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+    assert wire_form(data) == expected
