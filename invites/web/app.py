@@ -36,7 +36,7 @@ from invites.web import (
     sends_api,
 )
 from invites.web.deps import RuntimeDep, SessionDep
-from invites.web.pages import templates
+from invites.web.pages import install_error_pages, templates
 from invites.web.security import SecurityHeaders, docs_csp
 
 ANSWER_LABELS = {
@@ -67,6 +67,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.limiter = None
     app.state.development = settings.env == "development"
     auth.install(app, settings)
+    install_error_pages(app)
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     app.mount("/static", StaticFiles(directory=str(project_dir("templates") / "web" / "static")), "static")
     app.include_router(event_routes.router)  # first: /events/new must match before any /events/{slug}

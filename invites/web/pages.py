@@ -10,11 +10,13 @@ import tomllib
 from functools import cache
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from starlette.exceptions import HTTPException
 
 from invites.settings import project_dir
 
@@ -65,3 +67,18 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
     }
     full.update(context)
     return templates.TemplateResponse(request, name, full, status_code=status_code)
+
+
+async def _error_page(request: Request, exc: Exception) -> Response:
+    """A browser asking for a page gets an error page in its language; the API and scripts get JSON."""
+    assert isinstance(exc, HTTPException)
+    wants_page = "text/html" in request.headers.get("accept", "")
+    if request.url.path.startswith("/api/") or not wants_page or exc.status_code < 400:
+        return await http_exception_handler(request, exc)
+    if exc.status_code == 404:
+        return render(request, "not_found.html", {}, status_code=404)
+    return render(request, "error.html", {"message": str(exc.detail)}, status_code=exc.status_code)
+
+
+def install_error_pages(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _error_page)

@@ -290,3 +290,17 @@ def test_the_user_commands(settings: Any, web: str) -> None:
             client.get("/api/v1/events/x1/status", headers={"Authorization": f"Bearer {token}"}).status_code
             == 401
         )
+
+
+def test_browsers_get_error_pages_and_scripts_get_json(web: str, organiser: SignedInOrganiser) -> None:
+    page = {"Accept": "text/html,application/xhtml+xml"}
+    with keep_loopback_cookies(httpx.Client(base_url=web)) as browser:
+        missing = browser.get("/no/such/page", headers=page)
+        assert missing.status_code == 404 and "Deze pagina bestaat niet" in missing.text
+        assert browser.get("/no/such/page").json() == {"detail": "Not Found"}
+        sign_in(browser, organiser)
+        segment = browser.get("/events/x1/audience", params={"role": "keizer"}, headers=page)
+        assert segment.status_code == 400 and segment.headers["content-type"].startswith("text/html")
+        assert "keizer" in segment.text and "Dat is niet gelukt" in segment.text
+        bad = browser.get("/api/v1/events/x1/audience", params={"role": "keizer"}, headers=page)
+        assert bad.status_code in (400, 404) and bad.headers["content-type"].startswith("application/json")
