@@ -490,6 +490,18 @@ async def _record(row: _Row, outcome: SendOutcome, batch: _Batch, recorder: _Rec
     )
 
 
+def finish_campaigns(session: Session, now: datetime) -> None:
+    """A running campaign whose every row is sent, failed, bounced or cancelled is done."""
+    rows = select(OutboundMessage.id).where(OutboundMessage.campaign_id == Campaign.id)
+    open_rows = rows.where(OutboundMessage.status.not_in([s for s in MessageStatus if s.final]))
+    session.execute(
+        update(Campaign)
+        .where(Campaign.state == CampaignState.RUNNING, exists(rows), ~exists(open_rows))
+        .values(state=CampaignState.DONE, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def sweep(factory: sessionmaker[Session], enqueue: Enqueue, now: datetime, settings: Settings) -> int:
     """Find outbox rows that need a worker and hand them on: deferred rows whose retry is due, rows stuck
     in `sending` past their lease, and `queued` rows whose task was lost. Rows of a cancelled campaign
@@ -523,6 +535,7 @@ def sweep(factory: sessionmaker[Session], enqueue: Enqueue, now: datetime, setti
             .values(status=MessageStatus.CANCELLED, lease_until=None, next_attempt_at=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        finish_campaigns(session, now)
         session.commit()
         while True:
             ids = list(

@@ -21,7 +21,7 @@ from invites.eventfile import parse_event_file
 from invites.events import load_event
 from invites.imports import import_list
 from invites.mailer import SmtpMailer
-from invites.models import Event, MessageStatus, OutboundMessage
+from invites.models import Campaign, CampaignState, Event, MessageStatus, OutboundMessage
 from invites.settings import SmtpTarget
 from invites.sink import StoreHandler, free_port, stored_messages
 from tests.conftest import EVENT_FILE, NOW
@@ -130,6 +130,14 @@ def test_a_server_that_is_down_defers_and_a_later_retry_delivers(runtime: Any, s
     rows = rows_by_address(runtime).values()
     assert {row.status for row in rows} == {MessageStatus.SENT} and {row.attempts for row in rows} == {2}
     assert len(stored_messages(sink.directory)) == 2
+
+    # While rows were deferred the campaign ran; once every row is final, the next sweep calls it done.
+    with runtime.sessions() as session:
+        assert session.scalars(select(Campaign.state)).all() == [CampaignState.RUNNING]
+    assert sweep(runtime.sessions, handed.append, later, runtime.settings) == 0
+    with runtime.sessions() as session:
+        [campaign] = session.scalars(select(Campaign)).all()
+        assert campaign.state == CampaignState.DONE and campaign.finished_at == later
 
 
 def test_a_row_is_claimed_once_until_its_lease_runs_out(runtime: Any) -> None:
