@@ -146,8 +146,17 @@ def test_the_organisers_journey(
     page.wait_for_url(re.compile(f"/events/{SLUG}/imports/\\d+"))
     report = page.locator("main")
     wait_until(lambda: "niet-een-adres" in report.inner_text(), timeout=60, what="the import report")
-    text = report.inner_text()
-    assert re.search(r"\b4\b", text) and re.search(r"\b5\b", text), text
+    rejected = [
+        [cell.strip() for cell in row.locator("td").all_inner_texts()]
+        for row in page.locator("tr").filter(has=page.locator("td")).all()
+    ]
+    # Line 1 is the header: the broken address is on line 4, the empty one on line 5.
+    assert [
+        "4",
+        "email",
+        "'niet-een-adres' is not a valid address: An email address must have an @-sign.",
+    ] in (rejected), rejected
+    assert ["5", "email", "no e-mail address"] in rejected, rejected
     journey.accessible("import report")
     journey.shot("import-report")
 
