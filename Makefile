@@ -24,8 +24,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Four test processes: most tests wait on real workers, SMTP and browsers, so they overlap well on 2 cores.
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4
 
 # Known vulnerabilities in the dependencies (pip-audit); the policy is in .ci/audit.
 audit: $(STAMP)
