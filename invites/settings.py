@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # Delivery (README "Delivery"): SMTP connections per worker process, the reply timeout, the relay's
     # preset and rate ("30/min"; empty means the preset's, or no limit), a cap per recipient domain,
     # the retry schedule in seconds (the last repeats), and when to give up (0: when the event starts).
-    smtp_connections: int = 8
+    smtp_connections: int = 16
     smtp_timeout: float = 30.0
     smtp_verify_tls: bool = True
     smtp_preset: str = ""
