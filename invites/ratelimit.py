@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
@@ -31,6 +32,22 @@ class RateLimiter:
 
     def allow_rsvp(self, client: str, token: str) -> bool:
         return self.allow(self.per_client, client) and self.allow(PER_LINK, token[:64])
+
+    def allow_rsvp_many(self, requests: Sequence[tuple[str, str]]) -> list[bool]:
+        """`allow_rsvp` for many (client, token) requests, in one round trip to Redis."""
+        checks = [
+            check
+            for client, token in requests
+            for check in ((self.per_client, client), (PER_LINK, token[:64]))
+        ]
+        with self.client.pipeline(transaction=False) as pipe:
+            for limit, who in checks:
+                key = f"{self.prefix}{limit.name}:{who}"
+                pipe.set(key, 0, ex=limit.seconds, nx=True)
+                pipe.incr(key)
+            counts = pipe.execute()[1::2]
+        within = [int(count) <= limit.requests for count, (limit, _) in zip(counts, checks, strict=True)]
+        return [by_client and by_link for by_client, by_link in zip(within[::2], within[1::2], strict=True)]
 
     def allow(self, limit: Limit, who: str) -> bool:
         """Count one request by `who`; False once they are over the limit for the current window."""

@@ -186,6 +186,70 @@ def lock_event(session: Session, event_id: int) -> Event:
     return event
 
 
+def check_answer(
+    event: Event,
+    invitation: Invitation,
+    answer: Answer,
+    source: AnswerSource,
+    now: datetime,
+    guests: int | None = None,
+    responses: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str]]:
+    """The rules every answer meets before anything changes; returns the guests and the checked responses.
+
+    Raises InputError when the event is cancelled, the deadline has passed, or the responses do not fit.
+    """
+    if event.status == EventStatus.CANCELLED:
+        raise InputError("this event has been cancelled")
+    if event.rsvp_deadline and now > event.rsvp_deadline and source != AnswerSource.ORGANISER:
+        raise InputError("the deadline for answers has passed")
+    return check_responses(
+        event,
+        invitation.guests if guests is None else guests,
+        invitation.responses if responses is None else responses,
+        answer,
+        # An Accept pressed in a calendar, or an organiser's entry, cannot answer the page's questions.
+        enforce_required=source in (AnswerSource.WEB, AnswerSource.REGISTRATION),
+    )
+
+
+def opted_in(invitation: Invitation, source: AnswerSource) -> AnswerSource:
+    """An answer ends a registrant's double opt-in; from the personal link we mailed, it counts as one."""
+    if not invitation.pending:
+        return source
+    invitation.pending = False
+    return AnswerSource.REGISTRATION if source == AnswerSource.WEB else source
+
+
+def apply_answer(
+    invitation: Invitation,
+    answer: Answer,
+    source: AnswerSource,
+    now: datetime,
+    user_agent: str,
+    guests: int,
+    responses: dict[str, str],
+) -> tuple[bool, bool, AnswerHistory]:
+    """Set a checked answer on the invitation; returns (changed, was_attending, its history row, unsaved).
+
+    The waiting list is the caller's: it decides places under the event's lock before the row is added.
+    """
+    was_attending = invitation.answer == Answer.ACCEPTED and invitation.waitlist_position is None
+    changed = (invitation.answer, invitation.guests, invitation.responses) != (answer, guests, responses)
+    invitation.answer, invitation.guests, invitation.responses = answer, guests, responses
+    invitation.answered_at = now
+    if answer != Answer.ACCEPTED:
+        invitation.waitlist_position = None
+    history = AnswerHistory(
+        invitation_id=invitation.id,
+        answer=answer,
+        at=now,
+        source=source,
+        user_agent=user_agent[:500],
+    )
+    return changed, was_attending, history
+
+
 def record_answer(
     session: Session,
     invitation: Invitation,
@@ -207,43 +271,16 @@ def record_answer(
         # and read the invitation again under it (a promotion may have moved it while we waited).
         event = lock_event(session, invitation.event_id)
         session.refresh(invitation)
-    if invitation.pending:
-        # The double opt-in: a registrant answered from the personal link we mailed to their address.
-        invitation.pending = False
-        if source == AnswerSource.WEB:
-            source = AnswerSource.REGISTRATION
-    if event.status == EventStatus.CANCELLED:
-        raise InputError("this event has been cancelled")
-    if event.rsvp_deadline and now > event.rsvp_deadline and source != AnswerSource.ORGANISER:
-        raise InputError("the deadline for answers has passed")
-    guests, clean = check_responses(
-        event,
-        invitation.guests if guests is None else guests,
-        invitation.responses if responses is None else responses,
-        answer,
-        # An Accept pressed in a calendar, or an organiser's entry, cannot answer the page's questions.
-        enforce_required=source in (AnswerSource.WEB, AnswerSource.REGISTRATION),
-    )
-    was_attending = invitation.answer == Answer.ACCEPTED and invitation.waitlist_position is None
-    changed = (invitation.answer, invitation.guests, invitation.responses) != (answer, guests, clean)
-    invitation.answer, invitation.guests, invitation.responses = answer, guests, clean
-    invitation.answered_at = now
+    guests, clean = check_answer(event, invitation, answer, source, now, guests, responses)
+    source = opted_in(invitation, source)
+    changed, was_attending, history = apply_answer(invitation, answer, source, now, user_agent, guests, clean)
     if answer == Answer.ACCEPTED and invitation.waitlist_position is None and event.capacity is not None:
         free = event.capacity - places_taken(session, event.id, invitation.id)
         if 1 + guests > free:
             if was_attending:
                 raise InputError(f"only {free} places are left, so you can bring at most {free - 1} guests")
             invitation.waitlist_position = _next_position(session, event.id)
-    elif answer != Answer.ACCEPTED:
-        invitation.waitlist_position = None
-    history = AnswerHistory(
-        invitation_id=invitation.id,
-        answer=answer,
-        at=now,
-        source=source,
-        user_agent=user_agent[:500],
-        detail={"guests": guests, "responses": clean, "waitlist": invitation.waitlist_position},
-    )
+    history.detail = {"guests": guests, "responses": clean, "waitlist": invitation.waitlist_position}
     session.add(history)
     session.flush()
     promoted: list[int] = []
@@ -313,11 +350,19 @@ def queue_notices(
     """
     cause = f"h{outcome.history_id}"
     queued: list[int | None] = []
-    if outcome.changed and outcome.waitlist_position is not None:
-        queued.append(queue_personal(session, "waitlist", invitation, cause, settings, now))
-    elif outcome.changed and outcome.source != AnswerSource.CALENDAR:
-        queued.append(queue_personal(session, "rsvp-confirmation", invitation, cause, settings, now))
+    kind = notice_kind(outcome)
+    if kind:
+        queued.append(queue_personal(session, kind, invitation, cause, settings, now))
     for promoted in outcome.promoted:
         moved_up = session.get_one(Invitation, promoted)
         queued.append(queue_personal(session, "rsvp-confirmation", moved_up, f"up-{cause}", settings, now))
     return [row for row in queued if row is not None]
+
+
+def notice_kind(outcome: AnswerOutcome) -> str | None:
+    """The message the one who answered gets, if any."""
+    if not outcome.changed:
+        return None
+    if outcome.waitlist_position is not None:
+        return "waitlist"
+    return "rsvp-confirmation" if outcome.source != AnswerSource.CALENDAR else None

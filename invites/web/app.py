@@ -11,16 +11,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from invites import registration, rsvp
+from invites import answers, registration, rsvp
+from invites.answers import Verdict
 from invites.compose import Composer
 from invites.embedded import client_for
 from invites.errors import InputError, NotFound
-from invites.models import AnswerSource
 from invites.ratelimit import RateLimiter
 from invites.rendering import event_context
 from invites.runtime import Runtime, broker_url
 from invites.settings import get_settings, project_dir
 from invites.web import (
+    answer_batches,
     api,
     auth,
     dashboard_routes,
@@ -68,6 +69,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.development = settings.env == "development"
     auth.install(app, settings)
     install_error_pages(app)
+
+    def answer_context() -> tuple[Runtime, RateLimiter]:
+        rt = app.state.runtime or Runtime.current()
+        return rt, limiter(rt)
+
+    # Added before SecurityHeaders, so inside it: its answers carry the same headers as every other.
+    app.add_middleware(answer_batches.AnswerFastPath, batcher=answer_batches.AnswerBatcher(answer_context))
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     app.mount("/static", StaticFiles(directory=str(project_dir("templates") / "web" / "static")), "static")
     app.include_router(event_routes.router)  # first: /events/new must match before any /events/{slug}
@@ -174,7 +182,12 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         return page(request, "rsvp.html", rsvp_context(view, token, language, answer, bool(saved)))
 
     def answer_from_form(request: Request, token: str, rt: Runtime, form: dict[str, str]) -> Response:
-        if not limiter(rt).allow_rsvp(request.client.host if request.client else "?", token):
+        # A request the batch passed on (answer_batches.py) was counted there: only render its verdict.
+        verdict = request.scope.get(answer_batches.VERDICT)
+        if verdict == Verdict.LIMITED or (
+            verdict is None
+            and not limiter(rt).allow_rsvp(request.client.host if request.client else "?", token)
+        ):
             return too_many(request)
         with rt.sessions() as session:
             try:
@@ -183,24 +196,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                 return not_found(request)
             lang = form.get("lang", "")
             language = lang if lang in ("nl", "en") else (view.recipient.language or view.event.language)
+            answer = answers.from_form(token, form, request.headers.get("user-agent", ""))
             try:
-                guests = int(form.get("guests") or 0)
-            except ValueError:
-                guests = -1
-            responses = {key.removeprefix("q_"): value for key, value in form.items() if key.startswith("q_")}
-            try:
-                answered_at = datetime.now(UTC)
-                outcome = rsvp.record_answer(
-                    session,
-                    view.invitation,
-                    rsvp.parse_answer(form.get("answer", "")),
-                    AnswerSource.WEB,
-                    answered_at,
-                    request.headers.get("user-agent", ""),
-                    guests=guests,
-                    responses=responses,
-                )
-                notices = rsvp.queue_notices(session, view.invitation, outcome, rt.settings, answered_at)
+                notices = answers.record_one(session, rt.settings, view.invitation, answer, datetime.now(UTC))
                 session.commit()
                 if notices:
                     rt.enqueue(notices)
@@ -208,7 +206,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                 session.rollback()
                 view = rsvp.find_by_token(session, rt.settings.secret_key, token)
                 context = rsvp_context(
-                    view, token, language, form.get("answer", ""), error=str(exc), form=responses
+                    view, token, language, answer.answer, error=str(exc), form=answer.responses
                 )
                 return page(request, "rsvp.html", context, status_code=400)
         suffix = f"&lang={lang}" if lang in ("nl", "en") else ""
