@@ -32,9 +32,11 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import func, select
@@ -53,6 +55,7 @@ from invites.tokens import make_token
 SECRET = "bench-secret-for-the-rsvp-load-test"
 ANSWERS = ("accepted", "declined", "tentative")
 HOST = "127.0.0.1"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,15 @@ async def load(port: int, tokens: list[str], phase: Phase, first_round: int) -> 
     return [latency for result in results for latency in result], elapsed
 
 
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """The load on uvloop where it is installed (with uvicorn[standard]): less of the machine for the load."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def cpu_seconds(root: int) -> float:
     """CPU time used so far by a process and its children (Linux /proc; 0 elsewhere)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -155,6 +167,16 @@ def cpu_seconds(root: int) -> float:
         if root in (pid, ppid):
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / ticks
+
+
+def machine_busy() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine so far (Linux /proc/stat; zeros elsewhere)."""
+    try:
+        ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -222,9 +244,10 @@ def run(
     try:
         wait_until_up(port, server)
         for phase in phases:
-            cpu = cpu_seconds(server.pid)
-            latencies, elapsed = asyncio.run(load(port, tokens, phase, first_round))
+            cpu, busy = cpu_seconds(server.pid), machine_busy()
+            latencies, elapsed = run_loop(load(port, tokens, phase, first_round))
             cpu = cpu_seconds(server.pid) - cpu
+            (busy_now, total_now), (busy_then, total_then) = machine_busy(), busy
             first_round += phase.rounds
             latencies.sort()
             offered = f"paced at {phase.rate:,.0f}/s" if phase.rate else "as fast as answered"
@@ -232,8 +255,10 @@ def run(
                 f"rsvp {name} {phase.name} ({offered}): {len(latencies):,} POSTs from {recipients} "
                 f"recipients in {elapsed:.1f} s = {len(latencies) / elapsed:,.0f}/s; "
                 f"p50 {percentile(latencies, 0.50) * 1000:.0f} ms, "
+                f"p90 {percentile(latencies, 0.90) * 1000:.0f} ms, "
                 f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms; "
-                f"server CPU {cpu / len(latencies) * 1000:.1f} ms a POST",
+                f"server CPU {cpu / len(latencies) * 1000:.1f} ms a POST, "
+                f"machine {(busy_now - busy_then) / max(1, total_now - total_then):.0%} busy",
                 flush=True,
             )
     finally:

@@ -17,13 +17,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from invites import rsvp
 from invites.errors import InputError, NotFound
-from invites.models import AnswerHistory, AnswerSource, Invitation
+from invites.models import AnswerHistory, AnswerSource, Event, Invitation
 from invites.outbox import Notice, queue_many
 from invites.settings import Settings
 from invites.tokens import split_token, token_matches
@@ -109,12 +110,16 @@ def _record_batch(
         for invitation in session.scalars(
             select(Invitation)
             .where(Invitation.public_id.in_(public_ids))
-            .options(joinedload(Invitation.recipient), joinedload(Invitation.event))
+            .options(joinedload(Invitation.recipient))
         )
     }
+    # Their events apart, once each: joined, each row would carry (and parse) its event's columns again.
+    # Once in the session, `invitation.event` finds its event there without a query.
+    session.scalars(select(Event).where(Event.id.in_({i.event_id for i in found.values()}))).all()
     verdicts: list[Verdict] = []
     answered: set[int] = set()
-    kept: list[tuple[Invitation, rsvp.AnswerOutcome, AnswerHistory]] = []
+    kept: list[tuple[Invitation, rsvp.AnswerOutcome]] = []
+    histories: list[dict[str, Any]] = []
     for item in answers:
         invitation = found.get(split_token(item.token) or "")
         if invitation is None or not token_matches(
@@ -139,19 +144,19 @@ def _record_batch(
             changed, was_attending, history = rsvp.apply_answer(
                 invitation, answer, source, now, item.user_agent, guests, responses
             )
-            history.detail = {
-                "guests": guests,
-                "responses": responses,
-                "waitlist": invitation.waitlist_position,
-            }
-            session.add(history)
             outcome = rsvp.AnswerOutcome(changed, 0, invitation.waitlist_position, [], was_attending, source)
-            kept.append((invitation, outcome, history))
+            kept.append((invitation, outcome))
+            histories.append(history)
             verdicts.append(Verdict.SAVED)
-    session.flush()  # the invitations in one UPDATE (executemany), their history in one INSERT
+    session.flush()  # the invitations, in one UPDATE of many rows
+    if not kept:
+        return verdicts, []
+    # Their history in one INSERT of many rows, its ids in the rows' order: no ORM object per row.
+    inserted = insert(AnswerHistory).returning(AnswerHistory.id, sort_by_parameter_order=True)
+    history_ids = session.scalars(inserted, histories).all()
     notices = [
-        Notice(kind, invitation, invitation.recipient, invitation.event, f"h{history.id}")
-        for invitation, outcome, history in kept
+        Notice(kind, invitation, invitation.recipient, invitation.event, f"h{history_id}")
+        for (invitation, outcome), history_id in zip(kept, history_ids, strict=True)
         if (kind := rsvp.notice_kind(outcome))
     ]
     return verdicts, queue_many(session, notices, settings, now)

@@ -229,10 +229,11 @@ def apply_answer(
     user_agent: str,
     guests: int,
     responses: dict[str, str],
-) -> tuple[bool, bool, AnswerHistory]:
-    """Set a checked answer on the invitation; returns (changed, was_attending, its history row, unsaved).
+) -> tuple[bool, bool, dict[str, Any]]:
+    """Set a checked answer on the invitation; returns (changed, was_attending, its history row's values).
 
-    The waiting list is the caller's: it decides places under the event's lock before the row is added.
+    The waiting list is the caller's, decided under the event's lock before the history row is written; the
+    row's detail says where the answer ended up.
     """
     was_attending = invitation.answer == Answer.ACCEPTED and invitation.waitlist_position is None
     changed = (invitation.answer, invitation.guests, invitation.responses) != (answer, guests, responses)
@@ -240,13 +241,14 @@ def apply_answer(
     invitation.answered_at = now
     if answer != Answer.ACCEPTED:
         invitation.waitlist_position = None
-    history = AnswerHistory(
-        invitation_id=invitation.id,
-        answer=answer,
-        at=now,
-        source=source,
-        user_agent=user_agent[:500],
-    )
+    history = {
+        "invitation_id": invitation.id,
+        "answer": answer,
+        "at": now,
+        "source": source,
+        "user_agent": user_agent[:500],
+        "detail": {"guests": guests, "responses": responses, "waitlist": invitation.waitlist_position},
+    }
     return changed, was_attending, history
 
 
@@ -273,14 +275,15 @@ def record_answer(
         session.refresh(invitation)
     guests, clean = check_answer(event, invitation, answer, source, now, guests, responses)
     source = opted_in(invitation, source)
-    changed, was_attending, history = apply_answer(invitation, answer, source, now, user_agent, guests, clean)
+    changed, was_attending, values = apply_answer(invitation, answer, source, now, user_agent, guests, clean)
     if answer == Answer.ACCEPTED and invitation.waitlist_position is None and event.capacity is not None:
         free = event.capacity - places_taken(session, event.id, invitation.id)
         if 1 + guests > free:
             if was_attending:
                 raise InputError(f"only {free} places are left, so you can bring at most {free - 1} guests")
             invitation.waitlist_position = _next_position(session, event.id)
-    history.detail = {"guests": guests, "responses": clean, "waitlist": invitation.waitlist_position}
+    history = AnswerHistory(**values)
+    history.detail = {**values["detail"], "waitlist": invitation.waitlist_position}
     session.add(history)
     session.flush()
     promoted: list[int] = []
