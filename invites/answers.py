@@ -114,8 +114,10 @@ def _record_batch(
         )
     }
     # Their events apart, once each: joined, each row would carry (and parse) its event's columns again.
-    # Once in the session, `invitation.event` finds its event there without a query.
-    session.scalars(select(Event).where(Event.id.in_({i.event_id for i in found.values()}))).all()
+    events = {
+        event.id: event
+        for event in session.scalars(select(Event).where(Event.id.in_({i.event_id for i in found.values()})))
+    }
     verdicts: list[Verdict] = []
     answered: set[int] = set()
     kept: list[tuple[Invitation, rsvp.AnswerOutcome]] = []
@@ -128,14 +130,20 @@ def _record_batch(
             verdicts.append(Verdict.NOT_FOUND)
         elif invitation.id in answered:
             verdicts.append(Verdict.AGAIN)  # its history must follow the first one's, in its own batch
-        elif invitation.event.capacity is not None:
+        elif events[invitation.event_id].capacity is not None:
             verdicts.append(Verdict.ONE_BY_ONE)
         else:
             answered.add(invitation.id)
             try:
                 answer = rsvp.parse_answer(item.answer)
                 guests, responses = rsvp.check_answer(
-                    invitation.event, invitation, answer, AnswerSource.WEB, now, item.guests, item.responses
+                    events[invitation.event_id],
+                    invitation,
+                    answer,
+                    AnswerSource.WEB,
+                    now,
+                    item.guests,
+                    item.responses,
                 )
             except InputError:
                 verdicts.append(Verdict.REFUSED)
@@ -155,7 +163,7 @@ def _record_batch(
     inserted = insert(AnswerHistory).returning(AnswerHistory.id, sort_by_parameter_order=True)
     history_ids = session.scalars(inserted, histories).all()
     notices = [
-        Notice(kind, invitation, invitation.recipient, invitation.event, f"h{history_id}")
+        Notice(kind, invitation, invitation.recipient, events[invitation.event_id], f"h{history_id}")
         for (invitation, outcome), history_id in zip(kept, history_ids, strict=True)
         if (kind := rsvp.notice_kind(outcome))
     ]
