@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 # More than this in one transaction only makes the first ones wait longer for their answer.
 MAX_BATCH = 256
+# Confirmations are enqueued when this many are held, when this many seconds have passed, or when it is quiet.
+SEND_AT = 500
+SEND_EVERY = 0.2
 # The scope key that tells the app's route what the batch made of the request it passes on.
 VERDICT = "invites.answer_verdict"
 
@@ -53,6 +57,8 @@ class AnswerBatcher:
     _waiting: list[_Waiting] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    _unsent: list[int] = field(default_factory=list)
+    _sent_at: float = 0.0
 
     async def submit(self, answer: WebAnswer, client: str) -> Verdict:
         loop = asyncio.get_running_loop()
@@ -66,7 +72,10 @@ class AnswerBatcher:
 
     async def _drain(self) -> None:
         try:
-            while self._waiting:
+            while self._waiting or self._unsent:
+                if not self._waiting:  # quiet again: hand over the confirmations held back
+                    await run_in_threadpool(self._send_unsent)
+                    continue
                 batch, self._waiting = self._waiting[: self.limit], self._waiting[self.limit :]
                 try:
                     verdicts = await run_in_threadpool(self._record, batch)
@@ -95,14 +104,24 @@ class AnswerBatcher:
         recorded, queued = record_many(
             runtime.sessions, runtime.settings, [w.answer for w in chosen], datetime.now(UTC)
         )
-        if queued:
-            try:
-                runtime.enqueue(queued)
-            except Exception:
-                # The answers and their outbox rows are committed: the sweep finds the rows and sends them.
-                log.exception("enqueueing %d confirmations failed; the sweep will send them", len(queued))
+        # Under a rush, one task for the confirmations of several batches (a Celery task costs about as much
+        # as a batch's UPDATE); their rows are committed, so the sweep finds any a crash held back.
+        self._unsent += queued
+        if len(self._unsent) >= SEND_AT or time.monotonic() - self._sent_at >= SEND_EVERY:
+            self._send_unsent()
         verdicts = dict(zip(map(id, chosen), recorded, strict=True))
         return [verdicts[id(w)] if allowed[id(w)] else Verdict.LIMITED for w in batch]
+
+    def _send_unsent(self) -> None:
+        """In a worker thread: enqueue the confirmations recorded so far."""
+        unsent, self._unsent, self._sent_at = self._unsent, [], time.monotonic()
+        if not unsent:
+            return
+        try:
+            self.context()[0].enqueue(unsent)
+        except Exception:
+            # The answers and their outbox rows are committed: the sweep finds the rows and sends them.
+            log.exception("enqueueing %d confirmations failed; the sweep will send them", len(unsent))
 
 
 class AnswerFastPath:

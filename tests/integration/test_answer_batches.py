@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from email import message_from_bytes
 from typing import Any
 
 import httpx
@@ -26,9 +27,10 @@ from invites.models import (
     Suppression,
 )
 from invites.ratelimit import RateLimiter
+from invites.sink import stored_messages
 from invites.tokens import make_token
 from invites.web.answer_batches import AnswerBatcher, _Waiting
-from tests.conftest import NOW
+from tests.conftest import NOW, wait_until
 from tests.integration.test_rsvp import setup_event
 
 WORKSHOP = {"workshop": "zorg"}
@@ -202,6 +204,30 @@ def test_what_a_batch_turns_down_the_page_answers(runtime: Any, web: str, settin
     assert count == b"1", "the page's second look at a turned-down answer is not counted again"
     with runtime.sessions() as session:
         assert session.scalars(select(AnswerHistory.invitation_id)).all() == [2]
+
+
+def test_the_confirmations_of_a_batch_reach_the_inbox(
+    runtime: Any, web: str, settings: Any, sink: Any, start_worker: Any
+) -> None:
+    setup_event(runtime, 12)
+    without_capacity(runtime)
+    links = tokens(runtime, settings)
+    start_worker()
+    with httpx.Client(base_url=web, timeout=60) as client, ThreadPoolExecutor(12) as pool:
+        form = {"answer": "accepted", "q_workshop": "zorg"}
+        codes = list(pool.map(lambda link: client.post(f"/r/{link}", data=form).status_code, links))
+    assert codes == [303] * 12
+    # Held back under a rush, the confirmations go to a worker as soon as it is quiet again.
+    received = wait_until(
+        lambda: len(stored_messages(sink.directory)) == 12 and stored_messages(sink.directory),
+        timeout=60,
+        what="twelve confirmations in the sink",
+    )
+    addresses = sorted(message_from_bytes(path.read_bytes())["To"] for path in received)
+    assert addresses == sorted(f"p{i}@example.org" for i in range(12))
+    with runtime.sessions() as session:
+        statuses = session.scalars(select(OutboundMessage.status)).all()
+        assert statuses == ["sent"] * 12
 
 
 class Scripted(AnswerBatcher):
