@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from invites import rsvp
 from invites.errors import InputError, NotFound
-from invites.models import AnswerHistory, AnswerSource, Event, Invitation
+from invites.models import Answer, AnswerHistory, AnswerSource, Event, Invitation, Recipient
 from invites.outbox import Notice, queue_many
 from invites.settings import Settings
 from invites.tokens import split_token, token_matches
@@ -101,70 +101,125 @@ def record_many(
     return verdicts, queued
 
 
+@dataclass
+class _Invitee:
+    """The columns of an invitation and its recipient that a batch reads and sets, as plain values.
+
+    An ORM object per invitation and recipient costs more than the rest of the batch; this one carries what
+    `rsvp.check_answer`, `opted_in` and `apply_answer` need (it is an `rsvp.AnswerState`).
+    """
+
+    id: int
+    event_id: int
+    recipient_id: int
+    public_id: str
+    token_version: int
+    answer: Answer | None
+    answered_at: datetime | None
+    guests: int
+    responses: dict[str, Any]
+    waitlist_position: int | None
+    pending: bool
+    address: str
+    email_key: str
+    language: str | None
+    undeliverable: bool
+
+
+_INVITEE = select(
+    Invitation.id,
+    Invitation.event_id,
+    Invitation.recipient_id,
+    Invitation.public_id,
+    Invitation.token_version,
+    Invitation.answer,
+    Invitation.answered_at,
+    Invitation.guests,
+    Invitation.responses,
+    Invitation.waitlist_position,
+    Invitation.pending,
+    Recipient.email,
+    Recipient.email_key,
+    Recipient.language,
+    Recipient.undeliverable,
+).join(Recipient, Recipient.id == Invitation.recipient_id)
+
+
 def _record_batch(
     session: Session, settings: Settings, answers: Sequence[WebAnswer], now: datetime
 ) -> tuple[list[Verdict], list[int]]:
     public_ids = {public_id for answer in answers if (public_id := split_token(answer.token))}
     found = {
-        invitation.public_id: invitation
-        for invitation in session.scalars(
-            select(Invitation)
-            .where(Invitation.public_id.in_(public_ids))
-            .options(joinedload(Invitation.recipient))
-        )
+        row.public_id: _Invitee(*row)  # the columns in _INVITEE's order are the fields' order
+        for row in session.execute(_INVITEE.where(Invitation.public_id.in_(public_ids)))
     }
-    # Their events apart, once each: joined, each row would carry (and parse) its event's columns again.
     events = {
         event.id: event
         for event in session.scalars(select(Event).where(Event.id.in_({i.event_id for i in found.values()})))
     }
     verdicts: list[Verdict] = []
-    answered: set[int] = set()
-    kept: list[tuple[Invitation, rsvp.AnswerOutcome]] = []
-    histories: list[dict[str, Any]] = []
+    kept: dict[int, tuple[_Invitee, rsvp.AnswerOutcome, dict[str, Any]]] = {}
     for item in answers:
-        invitation = found.get(split_token(item.token) or "")
-        if invitation is None or not token_matches(
-            settings.secret_key, item.token, invitation.public_id, invitation.token_version
+        invitee = found.get(split_token(item.token) or "")
+        if invitee is None or not token_matches(
+            settings.secret_key, item.token, invitee.public_id, invitee.token_version
         ):
             verdicts.append(Verdict.NOT_FOUND)
-        elif invitation.id in answered:
+        elif invitee.id in kept:
             verdicts.append(Verdict.AGAIN)  # its history must follow the first one's, in its own batch
-        elif events[invitation.event_id].capacity is not None:
+        elif events[invitee.event_id].capacity is not None:
             verdicts.append(Verdict.ONE_BY_ONE)
         else:
-            answered.add(invitation.id)
+            event = events[invitee.event_id]
             try:
                 answer = rsvp.parse_answer(item.answer)
                 guests, responses = rsvp.check_answer(
-                    events[invitation.event_id],
-                    invitation,
-                    answer,
-                    AnswerSource.WEB,
-                    now,
-                    item.guests,
-                    item.responses,
+                    event, invitee, answer, AnswerSource.WEB, now, item.guests, item.responses
                 )
             except InputError:
                 verdicts.append(Verdict.REFUSED)
                 continue
-            source = rsvp.opted_in(invitation, AnswerSource.WEB)
+            source = rsvp.opted_in(invitee, AnswerSource.WEB)
             changed, was_attending, history = rsvp.apply_answer(
-                invitation, answer, source, now, item.user_agent, guests, responses
+                invitee, answer, source, now, item.user_agent, guests, responses
             )
-            outcome = rsvp.AnswerOutcome(changed, 0, invitation.waitlist_position, [], was_attending, source)
-            kept.append((invitation, outcome))
-            histories.append(history)
+            outcome = rsvp.AnswerOutcome(changed, 0, invitee.waitlist_position, [], was_attending, source)
+            kept[invitee.id] = (invitee, outcome, history)
             verdicts.append(Verdict.SAVED)
-    session.flush()  # the invitations, in one UPDATE of many rows
     if not kept:
         return verdicts, []
-    # Their history in one INSERT of many rows, its ids in the rows' order: no ORM object per row.
+    # The invitations in one UPDATE of many rows (by primary key), their history in one INSERT, its ids
+    # returned in the rows' order.
+    session.execute(
+        update(Invitation),
+        [
+            {
+                "id": invitee.id,
+                "answer": invitee.answer,
+                "answered_at": invitee.answered_at,
+                "guests": invitee.guests,
+                "responses": invitee.responses,
+                "waitlist_position": invitee.waitlist_position,
+                "pending": invitee.pending,
+            }
+            for invitee, _, _ in kept.values()
+        ],
+    )
     inserted = insert(AnswerHistory).returning(AnswerHistory.id, sort_by_parameter_order=True)
-    history_ids = session.scalars(inserted, histories).all()
+    history_ids = session.scalars(inserted, [history for _, _, history in kept.values()]).all()
     notices = [
-        Notice(kind, invitation, invitation.recipient, events[invitation.event_id], f"h{history_id}")
-        for (invitation, outcome), history_id in zip(kept, history_ids, strict=True)
+        Notice(
+            kind,
+            events[invitee.event_id],
+            invitee.id,
+            invitee.recipient_id,
+            invitee.address,
+            invitee.language,
+            f"h{history_id}",
+            invitee.email_key,
+            invitee.undeliverable,
+        )
+        for (invitee, outcome, _), history_id in zip(kept.values(), history_ids, strict=True)
         if (kind := rsvp.notice_kind(outcome))
     ]
     return verdicts, queue_many(session, notices, settings, now)

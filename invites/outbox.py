@@ -28,7 +28,7 @@ def queue_personal(
 
     Returns the new row's id, for the caller to enqueue after its commit; None when nothing is to be sent.
     """
-    key = idempotency_key(kind, invitation, cause)
+    key = idempotency_key(kind, invitation.event_id, invitation.recipient_id, cause)
     if session.scalar(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)):
         return None
     recipient = session.get_one(Recipient, invitation.recipient_id)
@@ -37,10 +37,8 @@ def queue_personal(
     ):
         return None
     event = session.get_one(Event, invitation.event_id)
-    domain = sender_domain(settings.sender)
-    row = OutboundMessage(
-        **message_values(kind, invitation, recipient, event, cause, settings.secret_key, domain, now)
-    )
+    notice = Notice(kind, event, invitation.id, recipient.id, recipient.email, recipient.language, cause)
+    row = OutboundMessage(**message_values(notice, settings.secret_key, sender_domain(settings.sender), now))
     session.add(row)
     session.flush()
     return row.id
@@ -48,11 +46,17 @@ def queue_personal(
 
 @dataclass(frozen=True)
 class Notice:
+    """One personal message to queue: which, to whom, and the cause that makes it one of a kind."""
+
     kind: str
-    invitation: Invitation
-    recipient: Recipient
     event: Event
+    invitation_id: int
+    recipient_id: int
+    address: str
+    language: str | None
     cause: str
+    email_key: str = ""
+    undeliverable: bool = False
 
 
 def queue_many(session: Session, notices: Sequence[Notice], settings: Settings, now: datetime) -> list[int]:
@@ -64,16 +68,14 @@ def queue_many(session: Session, notices: Sequence[Notice], settings: Settings, 
         return []
     suppressed = set(
         session.scalars(
-            select(Suppression.email_key).where(
-                Suppression.email_key.in_({n.recipient.email_key for n in notices})
-            )
+            select(Suppression.email_key).where(Suppression.email_key.in_({n.email_key for n in notices}))
         )
     )
     domain = sender_domain(settings.sender)
     rows = [
-        message_values(n.kind, n.invitation, n.recipient, n.event, n.cause, settings.secret_key, domain, now)
-        for n in notices
-        if not n.recipient.undeliverable and n.recipient.email_key not in suppressed
+        message_values(notice, settings.secret_key, domain, now)
+        for notice in notices
+        if not notice.undeliverable and notice.email_key not in suppressed
     ]
     if not rows:
         return []
@@ -87,31 +89,25 @@ def queue_many(session: Session, notices: Sequence[Notice], settings: Settings, 
     return list(session.scalars(statement, rows))
 
 
-def idempotency_key(kind: str, invitation: Invitation, cause: str) -> str:
-    return f"{kind}:{invitation.event_id}:{invitation.recipient_id}:{cause}"
+def idempotency_key(kind: str, event_id: int, recipient_id: int, cause: str) -> str:
+    return f"{kind}:{event_id}:{recipient_id}:{cause}"
 
 
-def message_values(
-    kind: str,
-    invitation: Invitation,
-    recipient: Recipient,
-    event: Event,
-    cause: str,
-    secret: str,
-    domain: str,
-    now: datetime,
-) -> dict[str, Any]:
+def message_values(notice: Notice, secret: str, domain: str, now: datetime) -> dict[str, Any]:
     """The columns of one personal message's outbox row, queued now."""
+    event = notice.event
     return {
-        "idempotency_key": idempotency_key(kind, invitation, cause),
-        "kind": kind,
+        "idempotency_key": idempotency_key(notice.kind, event.id, notice.recipient_id, notice.cause),
+        "kind": notice.kind,
         "event_id": event.id,
-        "recipient_id": recipient.id,
-        "invitation_id": invitation.id,
+        "recipient_id": notice.recipient_id,
+        "invitation_id": notice.invitation_id,
         "sequence": event.sequence,
-        "language": recipient.language or event.language,
-        "to_address": recipient.email,
-        "message_id": message_id(secret, domain, f"{kind}.{cause}", event.id, recipient.id, event.sequence),
+        "language": notice.language or event.language,
+        "to_address": notice.address,
+        "message_id": message_id(
+            secret, domain, f"{notice.kind}.{notice.cause}", event.id, notice.recipient_id, event.sequence
+        ),
         "status": MessageStatus.QUEUED,
         "attempts": 0,
         "last_reply": "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload
@@ -41,6 +41,18 @@ SCANNER_AGENTS = re.compile(
 )
 STANDARD_QUESTIONS = ("dietary", "accessibility", "remark")
 MAX_TEXT = 1000
+
+
+class AnswerState(Protocol):
+    """What an answer reads and sets of an invitation: the Invitation itself, or a batch's lighter copy."""
+
+    id: int
+    answer: Answer | None
+    answered_at: datetime | None
+    guests: int
+    responses: dict[str, Any]
+    waitlist_position: int | None
+    pending: bool
 
 
 @dataclass(frozen=True)
@@ -188,7 +200,7 @@ def lock_event(session: Session, event_id: int) -> Event:
 
 def check_answer(
     event: Event,
-    invitation: Invitation,
+    invitation: AnswerState,
     answer: Answer,
     source: AnswerSource,
     now: datetime,
@@ -213,7 +225,7 @@ def check_answer(
     )
 
 
-def opted_in(invitation: Invitation, source: AnswerSource) -> AnswerSource:
+def opted_in(invitation: AnswerState, source: AnswerSource) -> AnswerSource:
     """An answer ends a registrant's double opt-in; from the personal link we mailed, it counts as one."""
     if not invitation.pending:
         return source
@@ -222,7 +234,7 @@ def opted_in(invitation: Invitation, source: AnswerSource) -> AnswerSource:
 
 
 def apply_answer(
-    invitation: Invitation,
+    invitation: AnswerState,
     answer: Answer,
     source: AnswerSource,
     now: datetime,
