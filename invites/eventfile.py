@@ -69,6 +69,8 @@ class EventSpec:
     reminders: tuple[RuleSpec, ...] | None = None
 
 
+# /events/new is the form for a new event: an event with that slug could never be opened.
+RESERVED_SLUGS = frozenset({"new"})
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 KNOWN_TOP = {  # "rsvp" is checked here too, and kept in `extra` for the RSVP page
     "slug",
@@ -201,6 +203,10 @@ def event_spec(raw: dict[str, Any], source: str = "event file") -> EventSpec:
     slug = top.text("slug")
     if not SLUG.fullmatch(slug):
         raise top.fail("slug", f"{slug!r} must be lower-case letters a-z, digits and inner hyphens")
+    if slug in RESERVED_SLUGS:
+        raise top.fail(
+            "slug", f"{slug!r} is the address of a page of its own (/events/{slug}); choose another"
+        )
     language = top.text("language", "nl")
     if language not in ("nl", "en"):
         raise top.fail("language", f"{language!r} is not one of nl, en")

@@ -195,6 +195,7 @@ def test_whole_number_coordinates_become_floats() -> None:
         (with_top(slug='""'), "field 'slug'"),
         (with_top(slug=""), "field 'slug': is required"),
         (with_top(slug="12"), "field 'slug': must be text, not int"),
+        (with_top(slug='"new"'), "field 'slug': 'new' is the address of a page of its own"),
         (with_top(title=""), "field 'title': is required"),
         (with_top(walk_in='"20:00"'), "field 'walk_in': is after the start"),
         (with_top(language='"de"'), "field 'language': 'de' is not one of nl, en"),
