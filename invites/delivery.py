@@ -4,9 +4,11 @@ A row is claimed (status `sending` plus a lease, taken atomically) before any SM
 outcome is committed right after the server's reply. A row can therefore be sent twice only when a worker
 dies between the server's 250 and that commit; both copies then carry the same Message-ID.
 
-Within a batch, as many messages are in flight as the mailer has connections. Each one waits for its own
-outcome to be committed before it takes the next row (the commits of several are grouped into one
-transaction), so a worker that dies can have sent at most that many messages without recording them.
+Within a batch, as many messages are in flight as the mailer has connections. A connection's next message
+is composed, and its envelope written behind this one's body, before this outcome is known; but its body,
+what makes the server accept it, goes out only once this outcome is committed (the commits of several are
+grouped into one transaction). So a worker that dies can have sent at most one message per connection
+without recording it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from invites.bounces import verp_address
-from invites.compose import Composer, composer_for, sender_domain
+from invites.compose import Composed, Composer, composer_for, sender_domain
 from invites.errors import InputError
-from invites.mailer import Mailer, SendOutcome
+from invites.mailer import Mailer, Outgoing, SendOutcome
 from invites.models import (
     Campaign,
     CampaignState,
@@ -32,6 +34,7 @@ from invites.models import (
     Invitation,
     MessageStatus,
     OutboundMessage,
+    ProgrammeItem,
     Recipient,
 )
 from invites.rendering import TemplateSet
@@ -50,6 +53,8 @@ RETRY_DELAYS = (60, 300, 900, 1800, 3600)
 REQUEUE_WITHIN = 120.0
 # How often a running batch looks whether its campaign was paused or cancelled.
 CAMPAIGN_CHECK_SECONDS = 2.0
+# How long a worker reuses a composer across batches (see `Composers`).
+COMPOSER_REUSE_SECONDS = 60.0
 STOPPED = (CampaignState.PAUSED, CampaignState.CANCELLED)
 
 
@@ -148,6 +153,67 @@ class _Row:
     deadline: datetime
 
 
+class Composers:
+    """The composers of a worker process, kept across its batches.
+
+    Building one renders and proves every template of its kind (milliseconds: a batch's worth of
+    messages). One is reused for the same settings, templates and an event unchanged in every column and
+    programme item, and for at most COMPOSER_REUSE_SECONDS, as its Date header and the calendar's DTSTAMP
+    are the time it was built.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[int, str], _Built] = {}
+
+    def get(
+        self, settings: Settings, event: Event, kind: str, templates: TemplateSet, now: datetime
+    ) -> Composer:
+        state = _event_state(event)
+        built = self._built.get((event.id, kind))
+        if (
+            built is None
+            or built.settings is not settings
+            or built.templates is not templates
+            or built.state != state
+            or not _fresh(built, now)
+        ):
+            for key, old in list(self._built.items()):
+                if not _fresh(old, now):
+                    del self._built[key]
+            composer = composer_for(settings, event, kind, templates, now)
+            built = self._built[(event.id, kind)] = _Built(settings, templates, state, now, composer)
+        return built.composer
+
+
+@dataclass(frozen=True)
+class _Built:
+    settings: Settings
+    templates: TemplateSet
+    state: tuple[Any, ...]
+    at: datetime
+    composer: Composer
+
+
+def _fresh(built: _Built, now: datetime) -> bool:
+    return 0 <= (now - built.at).total_seconds() <= COMPOSER_REUSE_SECONDS
+
+
+_EVENT_COLUMNS = tuple(column.key for column in cast(Table, Event.__table__).columns)
+_ITEM_COLUMNS = tuple(column.key for column in cast(Table, ProgrammeItem.__table__).columns)
+
+
+def _event_state(event: Event) -> tuple[Any, ...]:
+    """Everything a composer reads of an event: its columns and its programme."""
+    return (
+        tuple(getattr(event, name) for name in _EVENT_COLUMNS),
+        tuple(tuple(getattr(item, name) for name in _ITEM_COLUMNS) for item in event.programme),
+    )
+
+
+# This process's composers; `deliver` uses them unless it is given others.
+_COMPOSERS = Composers()
+
+
 # One outcome, as the bound parameters of the UPDATE that records it.
 _OUTBOX = cast(Table, OutboundMessage.__table__)
 _RECORD = (
@@ -212,6 +278,8 @@ class _Batch:
 
     rows: list[_Row]
     settings: Settings
+    templates: TemplateSet
+    shared: Composers
     delays: tuple[int, ...]
     stop_at: datetime
     envelope_domain: str | None
@@ -221,6 +289,15 @@ class _Batch:
     again: dict[int, datetime] = field(default_factory=dict)
     stopped: dict[int, CampaignState] = field(default_factory=dict)
     checked_at: float = 0.0
+    composers: dict[tuple[int, str], Composer] = field(default_factory=dict)
+
+    def composer(self, event: Event, kind: str, now: datetime) -> Composer:
+        """The batch's composer for an event and kind: looked up among the shared ones once a batch."""
+        key = (event.id, kind)
+        composer = self.composers.get(key)
+        if composer is None:
+            composer = self.composers[key] = self.shared.get(self.settings, event, kind, self.templates, now)
+        return composer
 
 
 def deliver_batch(
@@ -262,6 +339,7 @@ async def deliver(
     *,
     throttle: Throttle | None = None,
     verp: bool = True,
+    composers: Composers | None = None,
 ) -> BatchResult:
     """Claim the given outbox rows and deliver them through `mailer`, `mailer.size` at a time.
 
@@ -282,18 +360,40 @@ async def deliver(
     batch = _Batch(
         rows=rows,
         settings=settings,
+        templates=templates,
+        shared=composers or _COMPOSERS,
         delays=parse_schedule(settings.retry_schedule),
         stop_at=now + margin,
         envelope_domain=(settings.bounce_domain or sender_domain(settings.sender)) if verp else None,
     )
-    composers: dict[tuple[int, str], Composer] = {}
     recorder = _Recorder(factory)
     queue = list(reversed(rows))
 
-    async def sender() -> None:
+    async def next_message() -> _Ready | None:
+        """The next row of the queue that goes out, composed; rows that cannot are recorded on the way."""
         while queue:
-            row = queue.pop()
-            await _deliver_one(row, batch, composers, templates, mailer, recorder, throttle, clock, factory)
+            ready = await _prepare(queue.pop(), batch, recorder, throttle, clock, factory)
+            if ready is not None:
+                return ready
+        return None
+
+    async def sender() -> None:
+        # The next message is composed before this one's body goes out, so that its envelope can follow
+        # in the same write; not with a throttle, whose slot for it may come only after a wait.
+        ahead = throttle is None
+        async with mailer.connection() as connection:
+            current = await next_message()
+            while current is not None:
+                following = await next_message() if ahead else None
+                message = current.outgoing
+                outcome = await connection.send(
+                    message.sender,
+                    message.recipient,
+                    message.data,
+                    then=following.outgoing if following is not None else None,
+                )
+                await _record(current.row, outcome, batch, recorder, clock())
+                current = following if ahead else await next_message()
 
     # A sender that fails stops the others; the rows left in `sending` come back through the sweep.
     async with asyncio.TaskGroup() as senders:
@@ -315,84 +415,95 @@ async def deliver(
 
 def _load(session: Session, ids: list[int], settings: Settings) -> list[_Row]:
     found = session.execute(
-        select(OutboundMessage, Recipient, Invitation, Event)
+        select(OutboundMessage, Recipient, Invitation)
         .join(Recipient, Recipient.id == OutboundMessage.recipient_id)
-        .join(Event, Event.id == OutboundMessage.event_id)
         .outerjoin(Invitation, Invitation.id == OutboundMessage.invitation_id)
         .where(OutboundMessage.id.in_(ids))
         .order_by(OutboundMessage.id)
     ).all()
-    # The composers need the events' programmes; read them now, while the session is open.
-    for event in {event.id: event for *_, event in found}.values():
-        _ = event.programme
-    session.commit()
-    return [
-        _Row(
-            message,
-            recipient,
-            invitation,
-            event,
-            give_up_at(event.starts_at, message.created_at, settings.message_lifetime),
+    # Each event once, not on every row of its batch; the composers need its programme too.
+    events = {
+        event.id: event
+        for event in session.scalars(
+            select(Event)
+            .where(Event.id.in_({message.event_id for message, *_ in found}))
+            .options(selectinload(Event.programme))
         )
-        for message, recipient, invitation, event in found
-    ]
+    }
+    session.commit()
+    rows = []
+    for message, recipient, invitation in found:
+        event = events[message.event_id]
+        deadline = give_up_at(event.starts_at, message.created_at, settings.message_lifetime)
+        rows.append(_Row(message, recipient, invitation, event, deadline))
+    return rows
 
 
-async def _deliver_one(
+@dataclass(frozen=True)
+class _Ready:
+    """A claimed row, composed and cleared to go."""
+
+    row: _Row
+    outgoing: Outgoing
+
+
+async def _prepare(
     row: _Row,
     batch: _Batch,
-    composers: dict[tuple[int, str], Composer],
-    templates: TemplateSet,
-    mailer: Mailer,
     recorder: _Recorder,
     throttle: Throttle | None,
     clock: Clock,
     factory: sessionmaker[Session],
-) -> None:
+) -> _Ready | None:
+    """The row's message, ready to send; or None when the row was settled without sending: released
+    (out of time, campaign stopped, throttled) or failed (it could not be composed)."""
     message = row.message
     now = clock()
     if now >= batch.stop_at:
         await _release(row, batch, recorder, MessageStatus.DEFERRED, now, now, "")
-        return
+        return None
     stopped = await _campaign_stopped(message.campaign_id, batch, factory)
     if stopped is not None:
         status = MessageStatus.CANCELLED if stopped == CampaignState.CANCELLED else MessageStatus.QUEUED
         await _release(row, batch, recorder, status, now, None, "")
-        return
+        return None
+    composed = _compose(row, batch, now)
+    if isinstance(composed, SendOutcome):
+        await _record(row, composed, batch, recorder, clock())
+        return None
     settings = batch.settings
-    key = (message.event_id, message.kind)
+    if throttle is not None:
+        slot = await throttle.reserve(_domain(message.to_address), settings.throttle_max_wait)
+        if not slot.granted:
+            due = clock() + timedelta(seconds=slot.wait)
+            await _release(row, batch, recorder, MessageStatus.DEFERRED, clock(), due, "")
+            return None
+        if slot.wait > 0:
+            await asyncio.sleep(slot.wait)
+    envelope_from = (
+        verp_address(settings.secret_key, message.id, batch.envelope_domain)
+        if batch.envelope_domain
+        else settings.sender
+    )
+    return _Ready(row, Outgoing(envelope_from, composed.to, composed.data))
+
+
+def _compose(row: _Row, batch: _Batch, now: datetime) -> Composed | SendOutcome:
+    """The row's message, or the failure to record when it cannot be composed."""
+    message = row.message
     try:
         if row.invitation is None:
             raise InputError("the message has no invitation to compose from")
-        if key not in composers:
-            composers[key] = composer_for(settings, row.event, message.kind, templates, now)
+        composer = batch.composer(row.event, message.kind, now)
         # The row's Message-ID is the message's identity: a resend after a crash carries the same one.
-        composed = composers[key].compose(
+        return composer.compose(
             row.recipient, row.invitation, message.language, message_id=message.message_id
         )
     except InputError as exc:
-        outcome = SendOutcome(MessageStatus.FAILED, f"could not compose: {exc}")
-    except (
-        Exception
-    ) as exc:  # a bug in a template or the composer: fail this row, not the whole batch forever
+        return SendOutcome(MessageStatus.FAILED, f"could not compose: {exc}")
+    except Exception as exc:  # a bug in a template or the composer: fail this row, not the whole batch
         log.exception("could not compose message %s", message.id, extra=log_ids(message))
-        outcome = SendOutcome(MessageStatus.FAILED, f"could not compose: {type(exc).__name__}: {exc}")
-    else:
-        if throttle is not None:
-            slot = await throttle.reserve(_domain(message.to_address), settings.throttle_max_wait)
-            if not slot.granted:
-                due = clock() + timedelta(seconds=slot.wait)
-                await _release(row, batch, recorder, MessageStatus.DEFERRED, clock(), due, "")
-                return
-            if slot.wait > 0:
-                await asyncio.sleep(slot.wait)
-        envelope_from = (
-            verp_address(settings.secret_key, message.id, batch.envelope_domain)
-            if batch.envelope_domain
-            else settings.sender
-        )
-        outcome = await mailer.send(envelope_from, composed.to, composed.data)
-    await _record(row, outcome, batch, recorder, clock())
+        return SendOutcome(MessageStatus.FAILED, f"could not compose: {type(exc).__name__}: {exc}")
 
 
 async def _campaign_stopped(

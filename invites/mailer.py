@@ -7,6 +7,7 @@ import collections
 import contextlib
 import re
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Protocol
@@ -34,15 +35,36 @@ def classify(code: int, text: str) -> SendOutcome:
     return SendOutcome(MessageStatus.FAILED, reply)
 
 
+class Connection(Protocol):
+    """One SMTP connection's sends, one after another.
+
+    `then` is the message the caller sends next on this connection: its envelope may go out in the same
+    write as this message's body (RFC 2920), and the caller must then pass it to the very next `send`.
+    """
+
+    async def send(
+        self, sender: str, recipient: str, data: bytes, *, then: Outgoing | None = None
+    ) -> SendOutcome: ...
+
+
 class Mailer(Protocol):
-    """Sends one message; `size` is how many sends it can have in flight at once."""
+    """Sends messages; `size` is how many sends it can have in flight at once, one per connection."""
 
     @property
     def size(self) -> int: ...
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome: ...
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message as `send` takes it: the envelope's sender and recipient, and the RFC 5322 bytes."""
+
+    sender: str
+    recipient: str
+    data: bytes
 
 
 class SmtpMailer:
@@ -50,6 +72,10 @@ class SmtpMailer:
 
     aiosmtplib opens it (greeting, EHLO, STARTTLS, AUTH); the transactions then run on a `_Session`, which
     pipelines MAIL, RCPT and DATA (RFC 2920) when the server offers it: two round trips a message, not four.
+    Given the next message (`then`), it also writes that one's MAIL, RCPT and DATA right behind this one's
+    body, so that a run of messages takes one round trip each. The next body still waits for the caller's
+    next `send`, which comes only once this outcome is recorded: at most one message on a connection is
+    ever accepted by the server and not yet recorded.
     """
 
     def __init__(
@@ -66,10 +92,16 @@ class SmtpMailer:
             ssl.create_default_context() if verify_tls else _insecure_context()
         )
         self._session: _Session | None = None
+        # The message whose MAIL, RCPT and DATA went out behind the last body, its replies not yet read.
+        self._ahead: tuple[Outgoing, _Envelope] | None = None
 
     @property
     def size(self) -> int:
         return 1
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[SmtpMailer]:
+        yield self
 
     async def _connect(self) -> _Session:
         if self._session is not None and self._session.is_open:
@@ -89,24 +121,36 @@ class SmtpMailer:
         self._session = _Session.take_over(client, self.timeout)
         return self._session
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
-        # A bare address (the VERP sender) needs no parsing; a "Name <address>" does.
-        envelope_from = parseaddr(sender)[1] if "<" in sender else sender
+    async def send(
+        self, sender: str, recipient: str, data: bytes, *, then: Outgoing | None = None
+    ) -> SendOutcome:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == Outgoing(sender, recipient, data):
+            envelope, written = ahead[1], True
+        else:
+            if ahead is not None:
+                # The server waits for the body of a message the caller no longer sends.
+                self.abort()
+            try:
+                envelope, written = _Envelope.of(sender, recipient, data), False
+            except ValueError as exc:
+                return SendOutcome(MessageStatus.FAILED, f"address: {exc}")
         try:
-            mail_from, rcpt_to = _path(envelope_from), _path(recipient)
-        except ValueError as exc:
-            return SendOutcome(MessageStatus.FAILED, f"address: {exc}")
-        try:
-            session = await self._connect()
-            size = _size_option(session, data)
-            mail, rcpt, start = await session.envelope(
-                b"MAIL FROM:" + mail_from + (b" " + size[0].encode() if size else b""), b"RCPT TO:" + rcpt_to
-            )
+            session: _Session | None = None
+            if written and self._session is not None:
+                session = self._session
+                try:
+                    mail, rcpt, start = await session.envelope_replies()
+                except aiosmtplib.SMTPServerDisconnected:
+                    # Gone before a reply: nothing of this message was delivered, so it starts over on a
+                    # new connection, as it would have had its envelope not been written ahead.
+                    self.abort()
+                    session = None
+            if session is None:
+                session = await self._connect()
+                mail, rcpt, start = await session.envelope(envelope.mail(session), envelope.rcpt)
             if mail.code == 250 and rcpt.code in (250, 251) and start.code == 354:
-                done = await session.command(wire_form(data))
-                if done.code != 250:
-                    await self._drop()
-                return classify(done.code, done.message)
+                return await self._finish(session, envelope, then)
             if start.code == 354:
                 # A server that accepts DATA without a recipient: the session's state is not worth saving.
                 self.abort()
@@ -122,7 +166,30 @@ class SmtpMailer:
             self.abort()
             return SendOutcome(MessageStatus.DEFERRED, f"connection: {type(exc).__name__}: {exc}")
 
+    async def _finish(self, session: _Session, envelope: _Envelope, then: Outgoing | None) -> SendOutcome:
+        """Send the body; with `then`, the next message's envelope goes out in the same write."""
+        following: _Envelope | None = None
+        if then is not None and session.supports_extension("pipelining"):
+            with contextlib.suppress(ValueError):  # a bad address fails in its own send
+                following = _Envelope.of(then.sender, then.recipient, then.data)
+        if then is None or following is None:
+            done = await session.command(envelope.wire)
+            if done.code != 250:
+                await self._drop()
+            return classify(done.code, done.message)
+        # RFC 2920: DATA may only end a group, so the group is this body and the next MAIL, RCPT and DATA.
+        session.write(envelope.wire + following.mail(session) + following.rcpt + b"DATA\r\n")
+        self._ahead = (then, following)
+        done = await session.reply()
+        if done.code != 250:
+            # The server may be reading the next body by now, where a QUIT would be taken for text.
+            self.abort()
+        return classify(done.code, done.message)
+
     async def _drop(self) -> None:
+        if self._ahead is not None:
+            self.abort()
+            return
         session, self._session = self._session, None
         if session is not None:
             await session.quit()
@@ -130,10 +197,40 @@ class SmtpMailer:
     async def close(self) -> None:
         await self._drop()
 
+    def settle(self) -> None:
+        """Drop the connection if the server waits for the body of a message nobody will send now."""
+        if self._ahead is not None:
+            self.abort()
+
     def abort(self) -> None:
-        session, self._session = self._session, None
+        session, self._session, self._ahead = self._session, None, None
         if session is not None:
             session.abort()
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """A message ready for the wire: its envelope addresses as MAIL and RCPT carry them, and its body as
+    DATA carries it."""
+
+    sender: bytes
+    rcpt: bytes
+    wire: bytes
+    # RFC 1870's SIZE: the octets of the message with every line ended by CRLF, before dot-stuffing.
+    size: int
+
+    @classmethod
+    def of(cls, sender: str, recipient: str, data: bytes) -> _Envelope:
+        """Raises ValueError for an address that cannot go in an envelope."""
+        # A bare address (the VERP sender) needs no parsing; a "Name <address>" does.
+        envelope_from = parseaddr(sender)[1] if "<" in sender else sender
+        mail_from, rcpt_to = _path(envelope_from), _path(recipient)
+        lines = _crlf_lines(data)
+        return cls(mail_from, b"RCPT TO:" + rcpt_to + b"\r\n", _dot_stuffed(lines), len(lines))
+
+    def mail(self, session: _Session) -> bytes:
+        size = b" size=%d" % self.size if session.supports_extension("size") else b""
+        return b"MAIL FROM:" + self.sender + size + b"\r\n"
 
 
 class _Session(asyncio.Protocol):
@@ -174,23 +271,29 @@ class _Session(asyncio.Protocol):
     async def envelope(
         self, mail: bytes, rcpt: bytes
     ) -> tuple[aiosmtplib.SMTPResponse, aiosmtplib.SMTPResponse, aiosmtplib.SMTPResponse]:
-        """MAIL, RCPT and DATA: in one write when the server pipelines, else one at a time. A server that
-        pipelines refuses DATA itself when MAIL or RCPT was refused (RFC 2920 3.1)."""
-        commands = (mail + b"\r\n", rcpt + b"\r\n", b"DATA\r\n")
+        """MAIL, RCPT and DATA (each line with its CRLF): in one write when the server pipelines, else
+        one at a time. A server that pipelines refuses DATA itself when MAIL or RCPT was refused (RFC 2920
+        3.1)."""
         if self.supports_extension("pipelining"):
-            self._write(b"".join(commands))
-            return (await self._reply(), await self._reply(), await self._reply())
-        first = await self.command(commands[0])
+            self.write(mail + rcpt + b"DATA\r\n")
+            return await self.envelope_replies()
+        first = await self.command(mail)
         if first.code != 250:
             return first, _SKIPPED, _SKIPPED
-        second = await self.command(commands[1])
+        second = await self.command(rcpt)
         if second.code not in (250, 251):
             return first, second, _SKIPPED
-        return first, second, await self.command(commands[2])
+        return first, second, await self.command(b"DATA\r\n")
+
+    async def envelope_replies(
+        self,
+    ) -> tuple[aiosmtplib.SMTPResponse, aiosmtplib.SMTPResponse, aiosmtplib.SMTPResponse]:
+        """The replies to MAIL, RCPT and DATA written in one go."""
+        return (await self.reply(), await self.reply(), await self.reply())
 
     async def command(self, data: bytes) -> aiosmtplib.SMTPResponse:
-        self._write(data)
-        return await self._reply()
+        self.write(data)
+        return await self.reply()
 
     async def quit(self) -> None:
         if self.is_open:
@@ -201,12 +304,12 @@ class _Session(asyncio.Protocol):
     def abort(self) -> None:
         self.transport.close()
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         if not self.is_open:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         self.transport.write(data)
 
-    async def _reply(self) -> aiosmtplib.SMTPResponse:
+    async def reply(self) -> aiosmtplib.SMTPResponse:
         while not self.replies:
             if self.lost is not None:
                 raise self.lost
@@ -295,7 +398,9 @@ class SmtpPool:
     def size(self) -> int:
         return self._size
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[SmtpMailer]:
+        """One of the connections, for the caller alone until it leaves the block."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._size)
         async with self._slots:
@@ -305,47 +410,45 @@ class SmtpPool:
                 else SmtpMailer(self.target, self.timeout, self.verify_tls, self.tls_context)
             )
             try:
-                outcome = await connection.send(sender, recipient, data)
+                yield connection
             except BaseException:
-                # Cancelled mid-conversation: the session's state is unknown, so it is not reused.
+                # Left mid-conversation (cancelled, or the caller failed): the session's state is unknown.
                 connection.abort()
                 raise
-            # A connection whose send failed has dropped itself, and reconnects on its next use.
+            # A connection whose send failed has dropped itself, and reconnects on its next use; one that
+            # still waits for a body written ahead is of no use to anyone else.
+            connection.settle()
             self._idle.append(connection)
-            return outcome
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
+        async with self.connection() as connection:
+            return await connection.send(sender, recipient, data)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(connection.close() for connection in idle))
 
 
-def _size_option(client: _Session, data: bytes) -> list[str]:
-    """RFC 1870's SIZE: the octets DATA will carry once aiosmtplib has made every line end in CRLF.
-
-    Counted rather than rewritten: each lone LF or lone CR gains one octet, and a last line without an
-    ending gains two.
-    """
-    if not client.supports_extension("size"):
-        return []
+def _crlf_lines(data: bytes) -> bytes:
+    """The message with every line ended by CRLF (RFC 5321 2.3.8), the last one too."""
     crlf = data.count(b"\r\n")
-    size = len(data) + (data.count(b"\n") - crlf) + (data.count(b"\r") - crlf)
-    if not data.endswith((b"\n", b"\r")):
-        size += 2
-    return [f"size={size}"]
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        return normalize_message_line_endings(data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def _dot_stuffed(lines: bytes) -> bytes:
+    """CRLF-ended lines as DATA carries them: a line's leading dot doubled, and the final dot."""
+    if lines.startswith(b"."):
+        lines = b"." + lines
+    return lines.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
 def wire_form(data: bytes) -> bytes:
     """The octets DATA carries (RFC 5321 4.5.2): every line ended by CRLF, a line's leading dot doubled,
     and the final dot. The same bytes aiosmtplib's `data` sends, without its regular expressions when the
     message's lines already end in CRLF."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        data = normalize_message_line_endings(data)
-    elif not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    if data.startswith(b"."):
-        data = b"." + data
-    return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    return _dot_stuffed(_crlf_lines(data))
 
 
 async def _reset(session: _Session) -> None:

@@ -7,6 +7,8 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from email.parser import BytesParser
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from invites import campaigns, db
-from invites.delivery import claim, deliver_batch, sweep
+from invites.delivery import Composers, claim, deliver, deliver_batch, sweep
 from invites.errors import InputError
 from invites.eventfile import parse_event_file
 from invites.events import load_event
@@ -318,3 +320,38 @@ def test_a_worker_keeps_its_pooled_connections_between_batches_and_uses_them_at_
         runtime.close_delivery()
         runtime.engine.dispose()
         controller.stop()
+
+
+def test_a_worker_composes_anew_for_an_event_changed_between_batches(runtime: Any, sink: Any) -> None:
+    # Composers outlive a batch; one built before the change must not compose the next batch.
+    prepare(runtime, PEOPLE[:2])
+    first, second = all_ids(runtime)
+    composers = Composers()
+
+    async def deliver_one(row_id: int) -> None:
+        mailer = SmtpMailer(SmtpTarget.parse(sink.url))
+        try:
+            result = await deliver(
+                runtime.sessions,
+                [row_id],
+                mailer,
+                runtime.settings,
+                runtime.templates,
+                lambda: NOW,
+                composers=composers,
+            )
+        finally:
+            await mailer.close()
+        assert result.sent == 1
+
+    asyncio.run(deliver_one(first))
+    with db.transaction(runtime.sessions) as session:
+        event = session.scalars(select(Event)).one()
+        before, event.title = event.title, "Lokaal Samenspel verplaatst"
+    asyncio.run(deliver_one(second))
+    subjects = [
+        BytesParser(policy=default).parsebytes(path.read_bytes())["Subject"]
+        for path in stored_messages(sink.directory)
+    ]
+    assert before in subjects[0] and "verplaatst" not in subjects[0]
+    assert "Lokaal Samenspel verplaatst" in subjects[1]
