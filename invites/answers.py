@@ -4,7 +4,8 @@ One answer on its own costs a transaction of several statements, a commit and a 
 people answer at the same moment (the invitation has just landed), the web processes gather the answers that
 arrive while the last batch is being written and record them here together: one SELECT finds them all, one
 UPDATE and one INSERT keep the invitations and their history, one more INSERT queues the confirmations, and
-one commit and one task follow. The rules are rsvp.py's own (`check_answer`, `apply_answer`, `notice_kind`).
+one commit follows; the caller hands the outbox rows to the workers (invites/web/answer_batches.py, one task
+for several batches). The rules are rsvp.py's own (`check_answer`, `apply_answer`, `notice_kind`).
 
 An answer to an event with a capacity is decided one at a time under the event's lock, by
 `rsvp.record_answer`, since its place depends on every answer before it.
