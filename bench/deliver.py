@@ -32,11 +32,12 @@ from celery import Celery
 from sqlalchemy import func, select
 
 from invites import campaigns, db, embedded
+from invites.compose import composer_for
 from invites.demo import worker_command
 from invites.eventfile import parse_event_file
 from invites.events import load_event
 from invites.imports import import_list
-from invites.models import Event, MessageStatus, OutboundMessage
+from invites.models import Event, Invitation, MessageStatus, OutboundMessage, Recipient
 from invites.rendering import TemplateSet
 from invites.settings import Settings, project_dir
 from invites.sink import free_port
@@ -108,6 +109,24 @@ def peak_rss_mib(pid: int) -> float:
     return max(peaks, default=0.0)
 
 
+def family(pid: int) -> list[int]:
+    """A process and its children."""
+    with contextlib.suppress(OSError):
+        return [pid, *(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    return [pid]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    total = 0
+    for each in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # Fields 14 and 15 of /proc/PID/stat, counted after the command's closing parenthesis.
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for_log(path: Path, text: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while text not in (path.read_text(errors="replace") if path.exists() else ""):
@@ -144,9 +163,24 @@ def final_count(factory: Any) -> int:
         return int(session.scalar(select(func.count()).where(OutboundMessage.status.in_(done))) or 0)
 
 
-def run_pipeline(settings: Settings, env: dict[str, str], tmp: Path, recipients: int) -> dict[str, float]:
+def wait_until_final(factory: Any, total: int, worker: Any, log: Path, started: datetime) -> float:
+    """Seconds from `started` until the last row became final: read off the rows' own update times, so
+    that this process can look rarely and leave the CPU to the workers."""
+    while final_count(factory) < total:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker died:\n{log.read_text()[-3000:]}")
+        time.sleep(0.25)
+    with factory() as session:
+        finished = session.scalar(select(func.max(OutboundMessage.updated_at)))
+    assert finished is not None
+    return (finished - started).total_seconds()
+
+
+def run_pipeline(
+    settings: Settings, env: dict[str, str], tmp: Path, recipients: int, others: dict[str, int]
+) -> dict[str, float]:
     """Our way: start the campaign (rows written, then ids enqueued in batches) and time it until every row
-    is final."""
+    is final. Also counts the CPU time each party used in that window (`others`: name → pid)."""
     prepare(settings.resolved_database_url, recipients)
     engine = db.make_engine(settings.resolved_database_url)
     factory = db.session_factory(engine)
@@ -162,23 +196,31 @@ def run_pipeline(settings: Settings, env: dict[str, str], tmp: Path, recipients:
         wait_for_log(log, "ready.")
         from workers.tasks import enqueue_batch
 
-        started = time.perf_counter()
-        campaign = campaigns.start_campaign(
-            factory, SLUG, "invitation", settings, TemplateSet(), datetime.now(UTC)
-        )
+        parties = {
+            "worker processes": family(worker.pid)[1:],
+            "celery's main process": [worker.pid],
+            **{name: [pid] for name, pid in others.items()},
+        }
+        cpu_before = {name: cpu_seconds(pids) for name, pids in parties.items()}
+        own_before = sum(os.times()[:2])
+        started = datetime.now(UTC)
+        campaign = campaigns.start_campaign(factory, SLUG, "invitation", settings, TemplateSet(), started)
         campaigns.enqueue_queued(factory, campaign.scope, enqueue_batch, settings.batch_size)
-        while final_count(factory) < campaign.total:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker died:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        elapsed = wait_until_final(factory, campaign.total, worker, log, started)
+        cpu = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in parties.items()}
+        cpu["this process"] = sum(os.times()[:2]) - own_before
         peak = peak_rss_mib(worker.pid)
     with factory() as session:
         sent = session.scalar(select(func.count()).where(OutboundMessage.status == MessageStatus.SENT)) or 0
     engine.dispose()
     if sent != campaign.total:
         raise RuntimeError(f"only {sent} of {campaign.total} were sent; see {log}")
-    return {"seconds": elapsed, "messages": campaign.total, "peak_mib": peak}
+    return {
+        "seconds": elapsed,
+        "messages": campaign.total,
+        "peak_mib": peak,
+        **{f"cpu {name}": seconds for name, seconds in cpu.items()},
+    }
 
 
 # The naive pattern, as its own Celery app: `celery -A bench.deliver:naive worker`.
@@ -250,7 +292,7 @@ def naive_send(row_id: int) -> None:
         with smtplib.SMTP(target.host, target.port) as smtp:
             smtp.send_message(message)
         row.status = MessageStatus.SENT
-        row.sent_at = datetime.now(UTC)
+        row.sent_at = row.updated_at = datetime.now(UTC)
 
 
 def run_naive(settings: Settings, env: dict[str, str], tmp: Path, messages: int) -> dict[str, float]:
@@ -272,18 +314,38 @@ def run_naive(settings: Settings, env: dict[str, str], tmp: Path, messages: int)
     with process(command, env, log) as worker:
         wait_for_log(log, "ready.")
         naive.conf.update(broker_url=settings.redis_url, task_default_queue=settings.queue)
-        started = time.perf_counter()
+        started = datetime.now(UTC)
         for ids in campaigns.queued_ids(factory, campaign.scope):
             for row_id in ids:
                 naive_send.delay(row_id)
-        while final_count(factory) < campaign.total:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the naive worker died:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        elapsed = wait_until_final(factory, campaign.total, worker, log, started)
         peak = peak_rss_mib(worker.pid)
     engine.dispose()
     return {"seconds": elapsed, "messages": campaign.total, "peak_mib": peak}
+
+
+def message_size(settings: Settings) -> int:
+    """The size of the campaign's first message as composed (the invitations differ by a few bytes)."""
+    engine = db.make_engine(settings.resolved_database_url)
+    with db.session_factory(engine)() as session:
+        row = session.scalars(select(OutboundMessage).order_by(OutboundMessage.id).limit(1)).one()
+        event, recipient = session.get_one(Event, row.event_id), session.get_one(Recipient, row.recipient_id)
+        invitation = session.get_one(Invitation, row.invitation_id)
+        composer = composer_for(settings, event, row.kind, TemplateSet(), datetime.now(UTC))
+        size = len(composer.compose(recipient, invitation, row.language).data)
+    engine.dispose()
+    return size
+
+
+def run_c_client(port: int, messages: int, size: int, sessions: int) -> dict[str, float]:
+    """Postfix's smtp-source, a C SMTP client, sending `messages` of `size` bytes over `sessions`
+    connections into the same sink: what this machine can do at all for such messages."""
+    source = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    started = time.perf_counter()
+    options = ["-s", str(sessions), "-m", str(messages), "-l", str(size)]
+    addresses = ["-f", "bench@example.org", "-t", "sink@example.org"]
+    subprocess.run([source, *options, *addresses, f"127.0.0.1:{port}"], check=True)
+    return {"seconds": time.perf_counter() - started, "messages": messages}
 
 
 def environment(tmp: Path, database_url: str = "") -> tuple[Settings, dict[str, str], int]:
@@ -324,9 +386,15 @@ def main() -> None:
         try:
             # smtp-sink: accept everything, a backlog of 1024; as root it must drop to another user.
             sink_args = [sink, "-u", "nobody", f"127.0.0.1:{port}", "1024"]
-            with process(sink_args, log=tmp / "smtp-sink.log"):
-                small = run_pipeline(settings, env, tmp, max(args.recipients // 10, 1))
-                ours = run_pipeline(settings, env, tmp, args.recipients)
+            with process(sink_args, log=tmp / "smtp-sink.log") as sink_process:
+                others = {
+                    "smtp-sink": sink_process.pid,
+                    "redis": int((tmp / "redis" / "redis" / "redis.pid").read_text().strip()),
+                }
+                small = run_pipeline(settings, env, tmp, max(args.recipients // 10, 1), others)
+                ours = run_pipeline(settings, env, tmp, args.recipients, others)
+                size = message_size(settings)
+                ceiling = run_c_client(port, args.recipients, size, settings.smtp_connections)
                 theirs = run_naive(settings, env, tmp, args.naive)
         finally:
             embedded.stop(tmp / "redis")
@@ -337,6 +405,23 @@ def main() -> None:
         f"{rate:,.0f} msg/s "
         f"(goal 2,000); worker peak RSS {ours['peak_mib']:.0f} MiB, and {small['peak_mib']:.0f} MiB for "
         f"{small['messages']:,.0f} messages"
+    )
+    per_message = {
+        name.removeprefix("cpu "): seconds / ours["messages"] * 1e6
+        for name, seconds in ours.items()
+        if name.startswith("cpu ")
+    }
+    print(
+        "CPU per message: "
+        + ", ".join(f"{name} {micros:,.0f} µs" for name, micros in per_message.items())
+        + f"; {sum(per_message.values()):,.0f} µs in all, "
+        f"{sum(per_message.values()) * rate / 1e6:.2f} of the machine's {os.cpu_count()} cores busy"
+    )
+    c_rate = ceiling["messages"] / ceiling["seconds"]
+    print(
+        f"C client (Postfix's smtp-source, {settings.smtp_connections} connections, the same sink): "
+        f"{ceiling['messages']:,.0f} messages of {size:,} bytes in {ceiling['seconds']:.1f} s = "
+        f"{c_rate:,.0f} msg/s, the ceiling on this machine; end to end reaches {rate / c_rate:.0%} of it"
     )
     print(
         f"naive (a task, an EmailMessage + icalendar and a new SMTP connection per message): "
