@@ -173,7 +173,7 @@ def wait_until_final(factory: Any, total: int, worker: Any, log: Path, started: 
     with factory() as session:
         finished = session.scalar(select(func.max(OutboundMessage.updated_at)))
     assert finished is not None
-    return (finished - started).total_seconds()
+    return float((finished - started).total_seconds())
 
 
 def run_pipeline(
