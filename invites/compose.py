@@ -28,7 +28,7 @@ from datetime import datetime
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import dkim  # type: ignore[import-untyped]
 
@@ -39,6 +39,7 @@ from invites.rendering import (
     LANGUAGES,
     Filled,
     MessageRenderer,
+    Person,
     RenderedText,
     Skeleton,
     TemplateSet,
@@ -307,6 +308,19 @@ def composer_for(
 # --- The composer -----------------------------------------------------------------------------------------
 
 
+class Invited(Protocol):
+    """What a message reads of the invitation: an Invitation, or the plain row a delivery batch loads."""
+
+    @property
+    def public_id(self) -> str: ...
+    @property
+    def token_version(self) -> int: ...
+    @property
+    def answer(self) -> Answer | None: ...
+    @property
+    def waitlist_position(self) -> int | None: ...
+
+
 class Composer:
     def __init__(
         self,
@@ -368,15 +382,15 @@ class Composer:
         }
         return MessageRenderer(templates, fixed, f"{self.kind}/{language}")
 
-    def rsvp_url(self, invitation: Invitation) -> str:
+    def rsvp_url(self, invitation: Invited) -> str:
         return f"{self.base_url}/r/{make_token(self.secret, invitation.public_id, invitation.token_version)}"
 
-    def unsubscribe_links(self, invitation: Invitation) -> tuple[str, str]:
+    def unsubscribe_links(self, invitation: Invited) -> tuple[str, str]:
         """The https (RFC 8058 one-click) and mailto links of List-Unsubscribe."""
         token = unsubscribe_token(self.secret, invitation.public_id)
         return f"{self.base_url}/u/{token}", f"mailto:{self.unsubscribe_mailto}?subject=unsubscribe-{token}"
 
-    def method_for(self, invitation: Invitation, method: str | None = AUTO) -> str | None:
+    def method_for(self, invitation: Invited, method: str | None = AUTO) -> str | None:
         """The iTIP method of the calendar part, or None for none. An rsvp-confirmation puts an accepted
         (or tentative) meeting in the calendar and takes a declined one out; a caller that knows the person
         never accepted passes method=None."""
@@ -427,8 +441,8 @@ class Composer:
 
     def calendar(
         self,
-        recipient: Recipient,
-        invitation: Invitation,
+        recipient: Person,
+        invitation: Invited,
         language: str | None = None,
         method: str | None = AUTO,
         *,
@@ -442,14 +456,14 @@ class Composer:
         build = template.fast_for_attendee if fast else template.for_attendee
         return build(recipient.email, recipient.display_name, self.rsvp_url(invitation))
 
-    def _language(self, recipient: Recipient, language: str | None) -> str:
+    def _language(self, recipient: Person, language: str | None) -> str:
         chosen = language or recipient.language or self.event.language
         if chosen not in LANGUAGES:
             chosen = self.event.language if self.event.language in LANGUAGES else "nl"
         return chosen
 
     def _personal(
-        self, recipient: Recipient, invitation: Invitation, language: str, url: str, https: str
+        self, recipient: Person, invitation: Invited, language: str, url: str, https: str
     ) -> dict[str, Any]:
         return {
             "recipient": recipient_context(recipient, language),
@@ -466,13 +480,13 @@ class Composer:
             },
         }
 
-    def _raw(self, invitation: Invitation) -> dict[str, Any]:
+    def _raw(self, invitation: Invited) -> dict[str, Any]:
         return {"answer": invitation.answer.value if invitation.answer else ""}
 
     def reference(
         self,
-        recipient: Recipient,
-        invitation: Invitation,
+        recipient: Person,
+        invitation: Invited,
         language: str | None = None,
         method: str | None = AUTO,
     ) -> Parts:
@@ -486,8 +500,8 @@ class Composer:
 
     def parts(
         self,
-        recipient: Recipient,
-        invitation: Invitation,
+        recipient: Person,
+        invitation: Invited,
         language: str | None = None,
         method: str | None = AUTO,
     ) -> Parts:
@@ -498,7 +512,7 @@ class Composer:
         return self._parts(filled.finished(), ics, chosen)
 
     def _fast(
-        self, recipient: Recipient, invitation: Invitation, language: str, method: str | None, https: str
+        self, recipient: Person, invitation: Invited, language: str, method: str | None, https: str
     ) -> tuple[Filled, bytes | None, str | None]:
         url = self.rsvp_url(invitation)
         personal = self._personal(recipient, invitation, language, url, https)
@@ -524,7 +538,7 @@ class Composer:
             encoder = self._qp_skeletons[id(part)] = (part, QuotedPrintableSkeleton(part))
         return encoder[1].encode(values)
 
-    def message_id(self, recipient: Recipient) -> str:
+    def message_id(self, recipient: Person) -> str:
         if self.test:
             stamp = self.now.strftime("%Y%m%d%H%M%S")
             return f"<test.{self.kind}.{self.event.id}.{stamp}.{secrets.token_hex(6)}@{self.domain}>"
@@ -534,8 +548,8 @@ class Composer:
 
     def compose(
         self,
-        recipient: Recipient,
-        invitation: Invitation,
+        recipient: Person,
+        invitation: Invited,
         language: str | None = None,
         *,
         method: str | None = AUTO,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from invites.errors import InputError
 from invites.ics import utc_stamp
-from invites.models import Event, Recipient
+from invites.models import Event
 from invites.reference import municipality_name, roles
 from invites.settings import project_dir
 
@@ -74,7 +74,38 @@ def join_words(words: list[str], language: str) -> str:
     return f"{', '.join(words[:-1])} {'en' if language == 'nl' else 'and'} {words[-1]}"
 
 
-def surname(recipient: Recipient) -> str:
+class Person(Protocol):
+    """What a message reads of its recipient: a Recipient, or the plain row a delivery batch loads."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def first_name(self) -> str: ...
+    @property
+    def name_prefix(self) -> str: ...
+    @property
+    def last_name(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def salutation(self) -> str: ...
+    @property
+    def role_key(self) -> str | None: ...
+    @property
+    def role_label(self) -> str: ...
+    @property
+    def municipality_code(self) -> str | None: ...
+    @property
+    def organisation(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def attributes(self) -> dict[str, Any]: ...
+
+
+def surname(recipient: Person) -> str:
     """The surname as used after a title: a tussenvoegsel gets a capital there ("Van der Berg")."""
     if not recipient.last_name:
         return ""
@@ -82,7 +113,7 @@ def surname(recipient: Recipient) -> str:
     return f"{prefix[:1].upper()}{prefix[1:]} {recipient.last_name}" if prefix else recipient.last_name
 
 
-def salutation(recipient: Recipient, language: str) -> str:
+def salutation(recipient: Person, language: str) -> str:
     """The opening line's greeting, from an explicit aanhef, else the name and role, else the role alone."""
     if recipient.salutation:
         return recipient.salutation
@@ -386,7 +417,7 @@ class Attributes(dict[str, Any]):
         return ""
 
 
-def recipient_context(recipient: Recipient, language: str) -> dict[str, Any]:
+def recipient_context(recipient: Person, language: str) -> dict[str, Any]:
     """What the templates know of the person: the personal values, with the import's extra columns."""
     role = roles().get(recipient.role_key or "")
     return {
