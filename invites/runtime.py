@@ -20,9 +20,9 @@ from invites import db, delivery, embedded, reference
 from invites.embedded import client_for
 from invites.locks import once_per
 from invites.mailbox import ImapTarget, poll_imap
-from invites.mailer import SmtpMailer, SmtpPool
+from invites.mailer import SmtpPool
 from invites.rendering import TemplateSet
-from invites.settings import Settings, get_settings
+from invites.settings import Settings, SmtpTarget, get_settings
 from invites.throttle import Limits, Throttle, resolve_limits
 
 T = TypeVar("T")
@@ -65,16 +65,14 @@ class Runtime:
     def templates(self) -> TemplateSet:
         return TemplateSet()
 
-    def mailer(self) -> SmtpMailer:
+    def smtp_target(self) -> SmtpTarget:
         target = self.settings.smtp
         if target is None:
             raise RuntimeError(
                 "INVITES_SMTP_URL is not set and no local sink runs in this process; "
                 "start the worker with `invites worker`, which starts the sink"
             )
-        return SmtpMailer(
-            target, timeout=self.settings.smtp_timeout, verify_tls=self.settings.smtp_verify_tls
-        )
+        return target
 
     @cached_property
     def limits(self) -> Limits:
@@ -88,8 +86,10 @@ class Runtime:
     @cached_property
     def pool(self) -> SmtpPool:
         """This process's SMTP connections, kept open between batches on its event loop."""
-        mailer = self.mailer()
-        return SmtpPool(mailer.target, self.limits.connections, mailer.timeout, self.settings.smtp_verify_tls)
+        settings = self.settings
+        return SmtpPool(
+            self.smtp_target(), self.limits.connections, settings.smtp_timeout, settings.smtp_verify_tls
+        )
 
     @cached_property
     def throttle(self) -> Throttle | None:

@@ -11,6 +11,7 @@ from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
 
 from invites import logs
+from invites.mailer import shared_tls_context
 from invites.runtime import Runtime, broker_url
 from invites.settings import UnfitForProduction, get_settings
 from invites.sink import Sink
@@ -87,9 +88,11 @@ def _json_logs(logger: logging.Logger, **_: Any) -> None:
 def _start_local_sink(**_: Any) -> None:
     """Without INVITES_SMTP_URL, the worker delivers to a local sink that stores .eml files under var/.
 
-    It starts in the worker's main process, before the pool forks, so every child inherits its address.
+    It starts in the worker's main process, before the pool forks, so every child inherits its address;
+    so does the TLS context for SMTP, built here once instead of in every child.
     """
     settings = get_settings()
+    shared_tls_context(settings.smtp_verify_tls)
     if settings.smtp_url:
         return
     sink = Sink(settings.outbox_dir).start()
