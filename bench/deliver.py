@@ -127,6 +127,16 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def named(command: str) -> list[int]:
+    """The processes whose command name is `command` (PostgreSQL's server and its backends)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == command:
+                found.append(int(entry.name))
+    return found
+
+
 def wait_for_log(path: Path, text: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while text not in (path.read_text(errors="replace") if path.exists() else ""):
@@ -201,12 +211,17 @@ def run_pipeline(
             "celery's main process": [worker.pid],
             **{name: [pid] for name, pid in others.items()},
         }
+        if settings.resolved_database_url.startswith("postgresql"):
+            # The server's backends for this run are born as the workers connect: counted at the end.
+            parties["postgresql"] = named("postgres")
         cpu_before = {name: cpu_seconds(pids) for name, pids in parties.items()}
         own_before = sum(os.times()[:2])
         started = datetime.now(UTC)
         campaign = campaigns.start_campaign(factory, SLUG, "invitation", settings, TemplateSet(), started)
         campaigns.enqueue_queued(factory, campaign.scope, enqueue_batch, settings.batch_size)
         elapsed = wait_until_final(factory, campaign.total, worker, log, started)
+        if "postgresql" in parties:
+            parties["postgresql"] = sorted({*parties["postgresql"], *named("postgres")})
         cpu = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in parties.items()}
         cpu["this process"] = sum(os.times()[:2]) - own_before
         peak = peak_rss_mib(worker.pid)
