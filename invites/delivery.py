@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from invites.bounces import verp_address
@@ -284,7 +284,7 @@ class _Recorder:
     """
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
-        self.factory = factory
+        self.engine: Engine = factory.kw["bind"]
         self.pending: list[dict[str, Any]] = []
         self.waiting: asyncio.Future[None] | None = None
         self.writer: asyncio.Task[None] | None = None
@@ -313,9 +313,9 @@ class _Recorder:
                 waiting.set_result(None)
 
     def _write(self, changes: list[dict[str, Any]]) -> None:
-        with self.factory() as session, session.begin():
-            # Core executemany: one statement, many rows, no ORM bookkeeping.
-            session.connection().execute(_RECORD, changes)
+        # Core executemany on a connection of the sessions' engine: one statement, many rows, no Session.
+        with self.engine.begin() as connection:
+            connection.execute(_RECORD, changes)
 
 
 @dataclass
