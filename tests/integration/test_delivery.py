@@ -23,9 +23,18 @@ from invites.eventfile import parse_event_file
 from invites.events import load_event
 from invites.imports import import_list
 from invites.mailer import SmtpMailer
-from invites.models import Campaign, CampaignState, Event, MessageStatus, OutboundMessage
+from invites.models import (
+    Campaign,
+    CampaignState,
+    Event,
+    Invitation,
+    MessageStatus,
+    OutboundMessage,
+    Recipient,
+)
 from invites.settings import SmtpTarget
 from invites.sink import StoreHandler, free_port, stored_messages
+from invites.tokens import make_token
 from tests.conftest import EVENT_FILE, NOW
 
 SLUG = "lokaal-samenspel-2018"
@@ -140,6 +149,47 @@ def test_a_server_that_is_down_defers_and_a_later_retry_delivers(runtime: Any, s
     with runtime.sessions() as session:
         [campaign] = session.scalars(select(Campaign)).all()
         assert campaign.state == CampaignState.DONE and campaign.finished_at == later
+
+
+def test_each_row_is_composed_for_its_own_person_and_one_without_an_invitation_fails_alone(
+    runtime: Any, sink: Any
+) -> None:
+    # A batch reads its rows as plain values: every message must carry its own person's name and link.
+    prepare(runtime, ["anne@example.org", "bram@example.nl", "carla@example.com"])
+    with db.transaction(runtime.sessions) as session:
+        bram = session.scalars(select(OutboundMessage).where(OutboundMessage.to_address == "bram@example.nl"))
+        bram.one().invitation_id = None
+        links = {
+            recipient.email: make_token(
+                runtime.settings.secret_key, invitation.public_id, invitation.token_version
+            )
+            for invitation, recipient in session.execute(
+                select(Invitation, Recipient).join(Recipient, Recipient.id == Invitation.recipient_id)
+            )
+        }
+    mailer = SmtpMailer(SmtpTarget.parse(sink.url))
+    result = deliver_batch(
+        runtime.sessions, all_ids(runtime), mailer, runtime.settings, runtime.templates, lambda: NOW
+    )
+    assert (result.sent, result.failed) == (2, 1)
+    rows = rows_by_address(runtime)
+    assert rows["bram@example.nl"].status == MessageStatus.FAILED
+    assert (
+        rows["bram@example.nl"].last_reply
+        == "could not compose: the message has no invitation to compose from"
+    )
+
+    received = {}
+    for path in stored_messages(sink.directory):
+        message = BytesParser(policy=default).parsebytes(path.read_bytes())
+        received[message["To"].addresses[0].addr_spec] = message
+    assert set(received) == {"anne@example.org", "carla@example.com"}
+    for address, name in (("anne@example.org", "Persoon 0"), ("carla@example.com", "Persoon 2")):
+        message = received[address]
+        assert message["To"].addresses[0].display_name == name
+        assert message["Message-ID"] == rows[address].message_id
+        text = message.get_body(("plain",)).get_content()
+        assert f"/r/{links[address]}" in text and name in text
 
 
 def test_a_row_is_claimed_once_until_its_lease_runs_out(runtime: Any) -> None:
