@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from invites import campaigns, db
 from invites.delivery import Composers, claim, deliver, deliver_batch, sweep
@@ -190,6 +190,32 @@ def test_each_row_is_composed_for_its_own_person_and_one_without_an_invitation_f
         assert message["Message-ID"] == rows[address].message_id
         text = message.get_body(("plain",)).get_content()
         assert f"/r/{links[address]}" in text and name in text
+
+
+def test_a_big_campaign_leaves_the_planner_statistics_of_what_it_wrote(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("planner statistics are PostgreSQL's")
+
+    def rows_known(table: str) -> float:
+        # -1 until the table was first analysed (PostgreSQL 14 and newer).
+        with runtime.sessions() as session:
+            query = text("SELECT reltuples FROM pg_class WHERE relname = :table")
+            return float(session.scalar(query, {"table": table}))
+
+    monkeypatch.setattr(campaigns, "ANALYZE_AFTER", 4)
+    prepare(runtime, ["anne@example.org", "bram@example.nl", "carla@example.com"])
+    assert rows_known("outbound_message") == -1  # three rows: below the line, left to autovacuum
+
+    more = [f"person{i}@example.org" for i in range(4)]
+    audience = "e-mail,naam\n" + "".join(f"{address},Iemand\n" for address in more)
+    with db.transaction(runtime.sessions) as session:
+        event = session.scalars(select(Event)).one()
+        import_list(session, event, audience.encode(), "more.csv", NOW)
+    campaigns.start_campaign(runtime.sessions, SLUG, "invitation", runtime.settings, runtime.templates, NOW)
+    assert rows_known("outbound_message") == 7
+    assert rows_known("recipient") == 7 and rows_known("invitation") == 7
 
 
 def test_a_row_is_claimed_once_until_its_lease_runs_out(runtime: Any) -> None:
