@@ -7,7 +7,7 @@ RSS for the campaign and for one a tenth its size (memory must not grow with the
 times the naive pattern: one Celery task per message, an EmailMessage plus an icalendar object built for
 each recipient, a new SMTP connection each time; and prints the ratio.
 
-    python -m bench.deliver [--recipients N] [--naive N] [--database-url URL]
+    python -m bench.deliver [--recipients N] [--naive N] [--processes N] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -187,7 +187,12 @@ def wait_until_final(factory: Any, total: int, worker: Any, log: Path, started: 
 
 
 def run_pipeline(
-    settings: Settings, env: dict[str, str], tmp: Path, recipients: int, others: dict[str, int]
+    settings: Settings,
+    env: dict[str, str],
+    tmp: Path,
+    recipients: int,
+    others: dict[str, int],
+    processes: int = 2,
 ) -> dict[str, float]:
     """Our way: start the campaign (rows written, then ids enqueued in batches) and time it until every row
     is final. Also counts the CPU time each party used in that window (`others`: name → pid)."""
@@ -195,7 +200,7 @@ def run_pipeline(
     engine = db.make_engine(settings.resolved_database_url)
     factory = db.session_factory(engine)
     log = tmp / f"worker-{recipients}.log"
-    command = worker_command("--concurrency=2", "--loglevel=INFO")
+    command = worker_command(f"--concurrency={processes}", "--loglevel=INFO")
     command += [
         "--without-mingle",
         "--without-gossip",
@@ -391,6 +396,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--naive", type=int, default=2_000, help="messages for the naive pattern")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="worker processes (`invites worker --concurrency`)"
+    )
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a temporary folder")
     args = parser.parse_args()
     sink = smtp_sink_binary()
@@ -406,8 +414,10 @@ def main() -> None:
                     "smtp-sink": sink_process.pid,
                     "redis": int((tmp / "redis" / "redis" / "redis.pid").read_text().strip()),
                 }
-                small = run_pipeline(settings, env, tmp, max(args.recipients // 10, 1), others)
-                ours = run_pipeline(settings, env, tmp, args.recipients, others)
+                small = run_pipeline(
+                    settings, env, tmp, max(args.recipients // 10, 1), others, args.processes
+                )
+                ours = run_pipeline(settings, env, tmp, args.recipients, others, args.processes)
                 size = message_size(settings)
                 ceiling = run_c_client(port, args.recipients, size, settings.smtp_connections)
                 theirs = run_naive(settings, env, tmp, args.naive)
@@ -417,7 +427,7 @@ def main() -> None:
     naive_rate = theirs["messages"] / theirs["seconds"]
     print(
         f"deliver end to end: {ours['messages']:,.0f} messages in {ours['seconds']:.1f} s = "
-        f"{rate:,.0f} msg/s "
+        f"{rate:,.0f} msg/s with {args.processes} worker processes "
         f"(goal 2,000); worker peak RSS {ours['peak_mib']:.0f} MiB, and {small['peak_mib']:.0f} MiB for "
         f"{small['messages']:,.0f} messages"
     )
