@@ -77,8 +77,9 @@ def resolve_limits(preset: str, relay_rate: str, domain_rate: str, connections: 
 
 
 # KEYS: the bucket keys. ARGV: max wait (ms), then interval (ms) and burst (ms) for each key.
-# Returns {1, wait_ms} with every slot reserved, or {0, wait_ms} with nothing reserved when the wait
-# would exceed the maximum. The TAT ("theoretical arrival time") of each key is what is stored.
+# Returns {1, wait_ms, slot_ms} with every slot reserved, or {0, wait_ms, slot_ms} with nothing reserved
+# when the wait would exceed the maximum; slot_ms is when, on Redis's clock. The TAT ("theoretical arrival
+# time") of each key is what is stored.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -94,13 +95,13 @@ for i, key in ipairs(KEYS) do
   local at = tat - burst
   if at - now > wait then wait = at - now end
 end
-if wait > max_wait then return {0, wait} end
+if wait > max_wait then return {0, wait, now + wait} end
 for i, key in ipairs(KEYS) do
   local interval = tonumber(ARGV[2 * i])
   local tat = math.max(tats[i], now + wait) + interval
   redis.call('SET', key, tat, 'PX', math.ceil(tat - now + 60000))
 end
-return {1, wait}
+return {1, wait, now + wait}
 """
 
 
@@ -108,6 +109,7 @@ return {1, wait}
 class Slot:
     granted: bool
     wait: float  # seconds until the slot, or until one would be free when not granted
+    at: float = 0.0  # when that is, in seconds since the epoch on Redis's clock
 
 
 class Throttle:
@@ -134,8 +136,8 @@ class Throttle:
             args += _bucket(self.limits.domain)
         if not keys:
             return Slot(True, 0.0)
-        granted, wait_ms = await self._script(keys=keys, args=args)
-        return Slot(bool(granted), int(wait_ms) / 1000)
+        granted, wait_ms, at_ms = await self._script(keys=keys, args=args)
+        return Slot(bool(granted), int(wait_ms) / 1000, int(at_ms) / 1000)
 
     async def close(self) -> None:
         await self.client.aclose()
