@@ -7,7 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, exists, func, literal, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    String,
+    and_,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -219,9 +232,10 @@ ANALYZE_AFTER = 1000
 
 def refresh_statistics(factory: sessionmaker[Session]) -> None:
     """ANALYZE the tables a campaign's delivery reads (PostgreSQL; SQLite plans well without)."""
-    with factory() as session, session.begin():
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("ANALYZE outbound_message, recipient, invitation"))
+    engine: Engine = factory.kw["bind"]
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text("ANALYZE outbound_message, recipient, invitation"))
 
 
 # Message kinds that put the meeting in a calendar.

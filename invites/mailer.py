@@ -445,13 +445,6 @@ def _dot_stuffed(lines: bytes) -> bytes:
     return lines + b".\r\n"
 
 
-def wire_form(data: bytes) -> bytes:
-    """The octets DATA carries (RFC 5321 4.5.2): every line ended by CRLF, a line's leading dot doubled,
-    and the final dot. The same bytes aiosmtplib's `data` sends, without its regular expressions when the
-    message's lines already end in CRLF."""
-    return _dot_stuffed(_crlf_lines(data))
-
-
 async def _reset(session: _Session) -> None:
     # A connection that is gone reconnects on its next use.
     with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):

@@ -10,7 +10,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from invites.mailer import Outgoing, SendOutcome, SmtpMailer, SmtpPool, _Envelope, classify, wire_form
+from invites.mailer import Outgoing, SendOutcome, SmtpMailer, SmtpPool, _Envelope, classify
 from invites.models import MessageStatus
 from invites.settings import SmtpTarget
 from invites.sink import free_port
@@ -64,7 +64,7 @@ def test_the_size_is_what_data_will_carry(data: bytes) -> None:
 )
 def test_the_wire_form_is_what_aiosmtplib_would_send(data: bytes) -> None:
     expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
-    assert wire_form(data) == expected
+    assert _Envelope.of("a@example.org", "b@example.org", data).wire == expected
 
 
 class Attributing:
