@@ -273,6 +273,44 @@ class AnswerHistory(Base):
     invitation: Mapped[Invitation] = relationship(back_populates="history")
 
 
+class HeldKind(enum.StrEnum):
+    ANSWER = "answer"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+class HeldState(enum.StrEnum):
+    HELD = "held"  # waiting for the organiser, or for the person's next answer
+    ACCEPTED = "accepted"  # the organiser judged it a person's: it was recorded
+    REJECTED = "rejected"  # the organiser judged it not a person's
+    REPLACED = "replaced"  # a later answer of the same person (or a later held one) took its place
+
+
+class HeldAnswer(Base):
+    """An answer (or an unsubscribe) that was not clearly a person's: kept with its evidence, counted nowhere.
+
+    A link scanner's press, or a calendar reply whose sender was not authenticated. The organiser accepts or
+    rejects it on the event's overview ("te controleren"); the person's next answer replaces it.
+    """
+
+    __tablename__ = "held_answer"
+    __table_args__ = (Index("ix_held_answer_invitation_state", "invitation_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invitation_id: Mapped[int] = mapped_column(ForeignKey("invitation.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[HeldKind] = mapped_column(_enum(HeldKind), default=HeldKind.ANSWER)
+    answer: Mapped[Answer | None] = mapped_column(_enum(Answer))
+    guests: Mapped[int] = mapped_column(default=0)
+    responses: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[AnswerSource] = mapped_column(_enum(AnswerSource))
+    at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[HeldState] = mapped_column(_enum(HeldState), default=HeldState.HELD)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str] = mapped_column(String(320), default="")
+
+
 class PageView(Base):
     """A GET of an RSVP page: an open, possibly by a link scanner."""
 

@@ -1,21 +1,24 @@
 """Use cases of the RSVP page: find an invitation by its token, log an open, record an answer.
 
-The count must be the truth: link scanners only ever GET (an open, flagged, never an answer), every answer
-is kept in an append-only history, and the capacity is never overbooked: the event row is locked while
-places are counted, so concurrent accepts queue up instead of each seeing the last free place.
+The count must be the truth: a GET is only ever an open (flagged when it looks like a link scanner), a
+press that was not clearly a person's is held instead of recorded (invites.evidence, invites.held), every
+answer is kept in an append-only history with how it came, and the capacity is never overbooked: the
+event row is locked while places are counted, so concurrent accepts queue up instead of each seeing the
+last free place.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from invites.errors import InputError, NotFound
+from invites.evidence import likely_scanner
+from invites.held import delivered_at, replace_held
 from invites.models import (
     Answer,
     AnswerHistory,
@@ -23,7 +26,6 @@ from invites.models import (
     Event,
     EventStatus,
     Invitation,
-    OutboundMessage,
     PageView,
     Recipient,
 )
@@ -31,14 +33,6 @@ from invites.outbox import queue_personal
 from invites.settings import Settings
 from invites.tokens import split_token, token_matches
 
-# Fetches this soon after delivery are almost never a person reading their mail.
-SCANNER_WINDOW = timedelta(seconds=30)
-SCANNER_AGENTS = re.compile(
-    r"safelinks|mimecast|proofpoint|barracuda|symantec|trendmicro|forcepoint|fortiguard|sophos|"
-    r"microsoft office|ms-office|bingpreview|googleimageproxy|yahoo.*slurp|python-requests|curl|wget|"
-    r"go-http-client|headlesschrome|phantomjs|\bbot\b|crawler|spider|scanner|preview",
-    re.IGNORECASE,
-)
 STANDARD_QUESTIONS = ("dietary", "accessibility", "remark")
 MAX_TEXT = 1000
 
@@ -95,25 +89,17 @@ def revoke(session: Session, invitation: Invitation) -> None:
     session.flush()
 
 
-def likely_scanner(user_agent: str, delivered_at: datetime | None, now: datetime) -> bool:
-    if SCANNER_AGENTS.search(user_agent or ""):
-        return True
-    return delivered_at is not None and now - delivered_at < SCANNER_WINDOW
-
-
 def log_open(session: Session, invitation: Invitation, user_agent: str, now: datetime) -> PageView:
     """Record that the RSVP page was fetched, flagged when it looks like a link scanner. The caller commits.
 
     This is the only thing a GET ever writes: an open, never an answer.
     """
-    delivered_at = session.scalar(
-        select(func.max(OutboundMessage.sent_at)).where(OutboundMessage.invitation_id == invitation.id)
-    )
+    delivered = delivered_at(session, [invitation.id])
     view = PageView(
         invitation_id=invitation.id,
         at=now,
         user_agent=user_agent[:500],
-        likely_scanner=likely_scanner(user_agent, delivered_at, now),
+        likely_scanner=likely_scanner(user_agent, delivered.get(invitation.id), now),
     )
     session.add(view)
     session.flush()
@@ -226,8 +212,11 @@ def check_answer(
 
 
 def opted_in(invitation: AnswerState, source: AnswerSource) -> AnswerSource:
-    """An answer ends a registrant's double opt-in; from the personal link we mailed, it counts as one."""
-    if not invitation.pending:
+    """An answer ends a registrant's double opt-in; from the personal link we mailed, it counts as one.
+
+    A calendar reply never does: only the emailed link proves the registrant reads that mailbox.
+    """
+    if not invitation.pending or source == AnswerSource.CALENDAR:
         return source
     invitation.pending = False
     return AnswerSource.REGISTRATION if source == AnswerSource.WEB else source
@@ -241,11 +230,12 @@ def apply_answer(
     user_agent: str,
     guests: int,
     responses: dict[str, str],
+    evidence: dict[str, Any] | None = None,
 ) -> tuple[bool, bool, dict[str, Any]]:
     """Set a checked answer on the invitation; returns (changed, was_attending, its history row's values).
 
     The waiting list is the caller's, decided under the event's lock before the history row is written; the
-    row's detail says where the answer ended up.
+    row's detail says where the answer ended up, and how it came (`evidence`, invites.evidence).
     """
     was_attending = invitation.answer == Answer.ACCEPTED and invitation.waitlist_position is None
     changed = (invitation.answer, invitation.guests, invitation.responses) != (answer, guests, responses)
@@ -259,7 +249,12 @@ def apply_answer(
         "at": now,
         "source": source,
         "user_agent": user_agent[:500],
-        "detail": {"guests": guests, "responses": responses, "waitlist": invitation.waitlist_position},
+        "detail": {
+            "guests": guests,
+            "responses": responses,
+            "waitlist": invitation.waitlist_position,
+            "evidence": evidence or {},
+        },
     }
     return changed, was_attending, history
 
@@ -273,11 +268,14 @@ def record_answer(
     user_agent: str = "",
     guests: int | None = None,
     responses: dict[str, str] | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> AnswerOutcome:
-    """Set the invitation's answer, append it to the history, and keep the capacity honest.
+    """Set the invitation's answer, append it to the history with how it came, and keep the capacity honest.
 
     An accept beyond the capacity goes onto the waiting list. A confirmed guest who declines (or brings fewer
-    guests) frees places, and the first on the waiting list move up. The caller commits.
+    guests) frees places, and the first on the waiting list move up. A held answer of the same person is
+    replaced by this one. Only a person's answer comes here (invites.evidence, invites.held). The caller
+    commits.
     """
     event = session.get_one(Event, invitation.event_id)
     if event.capacity is not None:
@@ -287,7 +285,9 @@ def record_answer(
         session.refresh(invitation)
     guests, clean = check_answer(event, invitation, answer, source, now, guests, responses)
     source = opted_in(invitation, source)
-    changed, was_attending, values = apply_answer(invitation, answer, source, now, user_agent, guests, clean)
+    changed, was_attending, values = apply_answer(
+        invitation, answer, source, now, user_agent, guests, clean, evidence
+    )
     if answer == Answer.ACCEPTED and invitation.waitlist_position is None and event.capacity is not None:
         free = event.capacity - places_taken(session, event.id, invitation.id)
         if 1 + guests > free:
@@ -297,6 +297,7 @@ def record_answer(
     history = AnswerHistory(**values)
     history.detail = {**values["detail"], "waitlist": invitation.waitlist_position}
     session.add(history)
+    replace_held(session, [invitation.id], now)
     session.flush()
     promoted: list[int] = []
     if event.capacity is not None:

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     reminder_max_late_hours: int = 0
     reply_imap_url: str = ""
     reply_poll_seconds: int = 120
+    # Calendar replies (README "Calendar replies"): the authserv-ids of the organisation's own mail servers
+    # whose Authentication-Results header is trusted (comma-separated), and the DNS server the inbound
+    # endpoint's own DKIM check asks ("host" or "host:port"; empty: the system's resolver).
+    reply_authserv_ids: str = ""
+    dns_resolver: str = ""
     # Delivery (README "Delivery"): SMTP connections per worker process, the reply timeout, the relay's
     # preset and rate ("30/min"; empty means the preset's, or no limit), a cap per recipient domain,
     # the retry schedule in seconds (the last repeats), and when to give up (0: when the event starts).
@@ -122,6 +127,11 @@ class Settings(BaseSettings):
     @property
     def sender(self) -> str:
         return self.from_
+
+    @property
+    def trusted_authserv_ids(self) -> frozenset[str]:
+        parts = (part.strip().casefold() for part in self.reply_authserv_ids.split(","))
+        return frozenset(part for part in parts if part)
 
 
 # Secrets that ship in this repository (settings, docker-compose.yml, .env.example): never good in production.

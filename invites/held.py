@@ -1,0 +1,150 @@
+"""Use cases of held answers: what was not clearly a person's is kept here, counted nowhere, until decided.
+
+A press of an RSVP or unsubscribe page that a link scanner may have made (invites.evidence), and a calendar
+reply whose sender was not authenticated (invites.replies), are held: kept with their evidence and the
+reason, shown on the event's overview under "te controleren". They send no mail and move nobody on the
+waiting list, because the invitation itself is not touched. The person's next answer replaces a held one;
+the organiser may accept it (then it is recorded as the person's answer: invites.review) or reject it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from invites.models import (
+    Answer,
+    AnswerSource,
+    HeldAnswer,
+    HeldKind,
+    HeldState,
+    Invitation,
+    OutboundMessage,
+    Recipient,
+)
+
+
+@dataclass(frozen=True)
+class Held:
+    """One press or reply to hold, as the door that received it saw it."""
+
+    invitation_id: int
+    event_id: int
+    source: AnswerSource
+    reason: str
+    evidence: dict[str, Any]
+    answer: Answer | None = None
+    guests: int = 0
+    responses: dict[str, str] | None = None
+    kind: HeldKind = HeldKind.ANSWER
+
+
+def delivered_at(session: Session, invitation_ids: Iterable[int]) -> dict[int, datetime]:
+    """When each invitation's latest message was accepted by the relay (its 250); absent when none was."""
+    ids = set(invitation_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(OutboundMessage.invitation_id, func.max(OutboundMessage.sent_at))
+        .where(OutboundMessage.invitation_id.in_(ids), OutboundMessage.sent_at.is_not(None))
+        .group_by(OutboundMessage.invitation_id)
+    )
+    return {invitation_id: at for invitation_id, at in rows if invitation_id is not None and at is not None}
+
+
+def hold(session: Session, items: Iterable[Held], now: datetime) -> list[int]:
+    """Keep each press or reply as held, in place of an earlier held one of the same person and kind (a
+    scanner presses every button: the organiser sees its last press). Returns the ids; the caller commits."""
+    rows = [
+        HeldAnswer(
+            invitation_id=item.invitation_id,
+            event_id=item.event_id,
+            kind=item.kind,
+            answer=item.answer,
+            guests=item.guests,
+            responses=item.responses or {},
+            source=item.source,
+            at=now,
+            reason=item.reason,
+            evidence=item.evidence,
+            state=HeldState.HELD,
+            decided_by="",
+        )
+        for item in items
+    ]
+    if not rows:
+        return []
+    for kind in {row.kind for row in rows}:
+        _replace(session, [row.invitation_id for row in rows if row.kind == kind], kind, now)
+    session.add_all(rows)
+    session.flush()
+    return [row.id for row in rows]
+
+
+def replace_held(session: Session, invitation_ids: Iterable[int], now: datetime) -> None:
+    """A person's answer was recorded: the held answers of these invitations are replaced by it."""
+    _replace(session, invitation_ids, HeldKind.ANSWER, now)
+
+
+def _replace(session: Session, invitation_ids: Iterable[int], kind: HeldKind, now: datetime) -> None:
+    ids = set(invitation_ids)
+    if ids:
+        session.execute(
+            update(HeldAnswer)
+            .where(
+                HeldAnswer.invitation_id.in_(ids),
+                HeldAnswer.state == HeldState.HELD,
+                HeldAnswer.kind == kind,
+            )
+            .values(state=HeldState.REPLACED, decided_at=now),
+            execution_options={"synchronize_session": False},
+        )
+
+
+@dataclass(frozen=True)
+class HeldRow:
+    id: int
+    kind: HeldKind
+    answer: Answer | None
+    source: AnswerSource
+    at: datetime
+    reason: str
+    evidence: dict[str, Any]
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class HeldList:
+    rows: list[HeldRow]
+    total: int
+
+
+def open_held(session: Session, event_id: int, limit: int = 100) -> HeldList:
+    """The event's held answers waiting for a decision, newest first (at most `limit`), and how many."""
+    where = (HeldAnswer.event_id == event_id, HeldAnswer.state == HeldState.HELD)
+    total = session.scalar(select(func.count(HeldAnswer.id)).where(*where)) or 0
+    rows = session.execute(
+        select(
+            HeldAnswer.id,
+            HeldAnswer.kind,
+            HeldAnswer.answer,
+            HeldAnswer.source,
+            HeldAnswer.at,
+            HeldAnswer.reason,
+            HeldAnswer.evidence,
+            Recipient.display_name,
+            Recipient.email,
+        )
+        .join(Invitation, Invitation.id == HeldAnswer.invitation_id)
+        .join(Recipient, Recipient.id == Invitation.recipient_id)
+        .where(*where)
+        .order_by(HeldAnswer.at.desc(), HeldAnswer.id.desc())
+        .limit(limit)
+    )
+    return HeldList([HeldRow(*row) for row in rows], int(total))
