@@ -5,7 +5,8 @@ people answer at the same moment (the invitation has just landed), the web proce
 arrive while the last batch is being written and record them here together: one SELECT finds them all, one
 UPDATE and one INSERT keep the invitations and their history, one more INSERT queues the confirmations, and
 one commit follows; the caller hands the outbox rows to the workers (invites/web/answer_batches.py, one task
-for several batches). The rules are rsvp.py's own (`check_answer`, `apply_answer`, `notice_kind`).
+for several batches). The rules are rsvp.py's own (`check_answer`, `apply_answer`, `notice_kind`), and a
+press that was not clearly a person's is held, not recorded (invites.evidence.judge, invites.held).
 
 An answer to an event with a capacity is decided one at a time under the event's lock, by
 `rsvp.record_answer`, since its place depends on every answer before it.
@@ -23,8 +24,9 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from invites import rsvp
+from invites import evidence, rsvp
 from invites.errors import InputError, NotFound
+from invites.held import Held, delivered_at, hold, replace_held
 from invites.models import Answer, AnswerHistory, AnswerSource, Event, Invitation, Recipient
 from invites.outbox import Notice, queue_many
 from invites.settings import Settings
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 class Verdict(enum.StrEnum):
     SAVED = "saved"  # recorded (or unchanged), its confirmation queued
+    HELD = "held"  # not clearly a person's press: kept for the organiser, counted nowhere, nothing sent
     NOT_FOUND = "not-found"  # a forged, wrong or revoked token
     REFUSED = "refused"  # against the rules (deadline, questions, places): nothing changed
     AGAIN = "again"  # the same invitation answered earlier in this batch: it goes in the next one
@@ -45,43 +48,87 @@ class Verdict(enum.StrEnum):
 
 @dataclass(frozen=True)
 class WebAnswer:
-    """One POST of the RSVP page, as the form sent it."""
+    """One POST of the RSVP page, as the form sent it, with what tells a person's press from a scanner's."""
 
     token: str
     answer: str
     guests: int = 0
     responses: dict[str, str] = field(default_factory=dict)
     user_agent: str = ""
+    client: str = ""
+    # The page's fields `served`, `evidence` and `step` (invites.evidence.gather reads them).
+    proof: dict[str, str] = field(default_factory=dict)
+
+    def evidence(self, secret: str, delivered: datetime | None, now: datetime) -> evidence.Evidence:
+        return evidence.gather(secret, self.token, self.proof, self.client, self.user_agent, delivered, now)
 
 
-def from_form(token: str, fields: dict[str, str], user_agent: str) -> WebAnswer:
+PROOF_FIELDS = ("served", "evidence", "step")
+
+
+def from_form(token: str, fields: dict[str, str], user_agent: str, client: str = "") -> WebAnswer:
     """The answer a page's form carries: a guest count that is not a number fails the rules, not the parse."""
     try:
         guests = int(fields.get("guests") or 0)
     except ValueError:
         guests = -1
     responses = {key.removeprefix("q_"): value for key, value in fields.items() if key.startswith("q_")}
-    return WebAnswer(token, fields.get("answer", ""), guests, responses, user_agent)
+    proof = {key: fields[key][:200] for key in PROOF_FIELDS if key in fields}
+    return WebAnswer(token, fields.get("answer", ""), guests, responses, user_agent, client, proof)
+
+
+def _held(
+    invitation: rsvp.AnswerState,
+    event_id: int,
+    answer: Answer,
+    item: WebAnswer,
+    reason: str,
+    proof: dict[str, Any],
+) -> Held:
+    return Held(
+        invitation_id=invitation.id,
+        event_id=event_id,
+        source=AnswerSource.WEB,
+        reason=reason,
+        evidence=proof,
+        answer=answer,
+        guests=item.guests,
+        responses=item.responses,
+    )
 
 
 def record_one(
     session: Session, settings: Settings, invitation: Invitation, answer: WebAnswer, now: datetime
-) -> list[int]:
-    """Record one answer from the page; returns the outbox rows to enqueue after the caller commits.
+) -> tuple[Verdict, list[int]]:
+    """Record one answer from the page, or hold it when it was not clearly a person's press; returns the
+    verdict and the outbox rows to enqueue after the caller commits.
 
     Raises InputError when it breaks a rule, after which the caller rolls back.
     """
+    chosen = rsvp.parse_answer(answer.answer)
+    proof = answer.evidence(
+        settings.secret_key, delivered_at(session, [invitation.id]).get(invitation.id), now
+    )
+    judgement = evidence.judge(proof)
+    if not judgement.person:
+        hold(
+            session,
+            [_held(invitation, invitation.event_id, chosen, answer, judgement.reason, proof.to_json())],
+            now,
+        )
+        return Verdict.HELD, []
     outcome = rsvp.record_answer(
         session,
         invitation,
-        rsvp.parse_answer(answer.answer),
+        chosen,
         AnswerSource.WEB,
         now,
         answer.user_agent,
         guests=answer.guests,
         responses=answer.responses,
+        evidence=proof.to_json(),
     )
-    return rsvp.queue_notices(session, invitation, outcome, settings, now)
+    return Verdict.SAVED, rsvp.queue_notices(session, invitation, outcome, settings, now)
 
 
 def record_many(
@@ -158,37 +205,55 @@ def _record_batch(
         event.id: event
         for event in session.scalars(select(Event).where(Event.id.in_({i.event_id for i in found.values()})))
     }
+    delivered = delivered_at(session, (invitee.id for invitee in found.values()))
     verdicts: list[Verdict] = []
     kept: dict[int, tuple[_Invitee, rsvp.AnswerOutcome, dict[str, Any]]] = {}
+    held: dict[int, Held] = {}
     for item in answers:
         invitee = found.get(split_token(item.token) or "")
         if invitee is None or not token_matches(
             settings.secret_key, item.token, invitee.public_id, invitee.token_version
         ):
             verdicts.append(Verdict.NOT_FOUND)
-        elif invitee.id in kept:
+            continue
+        if invitee.id in kept or invitee.id in held:
             verdicts.append(Verdict.AGAIN)  # its history must follow the first one's, in its own batch
-        elif events[invitee.event_id].capacity is not None:
-            verdicts.append(Verdict.ONE_BY_ONE)
-        else:
-            event = events[invitee.event_id]
-            try:
-                answer = rsvp.parse_answer(item.answer)
-                guests, responses = rsvp.check_answer(
-                    event, invitee, answer, AnswerSource.WEB, now, item.guests, item.responses
-                )
-            except InputError:
-                verdicts.append(Verdict.REFUSED)
-                continue
-            source = rsvp.opted_in(invitee, AnswerSource.WEB)
-            changed, was_attending, history = rsvp.apply_answer(
-                invitee, answer, source, now, item.user_agent, guests, responses
+            continue
+        try:
+            answer = rsvp.parse_answer(item.answer)
+        except InputError:
+            verdicts.append(Verdict.REFUSED)
+            continue
+        proof = item.evidence(settings.secret_key, delivered.get(invitee.id), now)
+        judgement = evidence.judge(proof)
+        if not judgement.person:
+            held[invitee.id] = _held(
+                invitee, invitee.event_id, answer, item, judgement.reason, proof.to_json()
             )
-            outcome = rsvp.AnswerOutcome(changed, 0, invitee.waitlist_position, [], was_attending, source)
-            kept[invitee.id] = (invitee, outcome, history)
-            verdicts.append(Verdict.SAVED)
+            verdicts.append(Verdict.HELD)
+            continue
+        event = events[invitee.event_id]
+        if event.capacity is not None:
+            verdicts.append(Verdict.ONE_BY_ONE)
+            continue
+        try:
+            guests, responses = rsvp.check_answer(
+                event, invitee, answer, AnswerSource.WEB, now, item.guests, item.responses
+            )
+        except InputError:
+            verdicts.append(Verdict.REFUSED)
+            continue
+        source = rsvp.opted_in(invitee, AnswerSource.WEB)
+        changed, was_attending, history = rsvp.apply_answer(
+            invitee, answer, source, now, item.user_agent, guests, responses, proof.to_json()
+        )
+        outcome = rsvp.AnswerOutcome(changed, 0, invitee.waitlist_position, [], was_attending, source)
+        kept[invitee.id] = (invitee, outcome, history)
+        verdicts.append(Verdict.SAVED)
+    hold(session, held.values(), now)
     if not kept:
         return verdicts, []
+    replace_held(session, kept, now)
     # The invitations in one UPDATE of many rows (by primary key), their history in one INSERT, its ids
     # returned in the rows' order.
     session.execute(
@@ -232,7 +297,7 @@ def _record_alone(
     with factory() as session:
         try:
             view = rsvp.find_by_token(session, settings.secret_key, answer.token)
-            queued = record_one(session, settings, view.invitation, answer, now)
+            verdict, queued = record_one(session, settings, view.invitation, answer, now)
             session.commit()
         except NotFound:
             return Verdict.NOT_FOUND, []
@@ -244,4 +309,4 @@ def _record_alone(
             log.exception("recording an answer failed")
             session.rollback()
             return Verdict.FAILED, []
-    return Verdict.SAVED, queued
+    return verdict, queued

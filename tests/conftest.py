@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +307,16 @@ def sign_in(client: Any, organiser: SignedInOrganiser) -> None:
         data={"email": organiser.email, "password": organiser.password, "csrf_token": token[1], "next": "/"},
     )
     assert response.status_code == 303, response.text
+
+
+# What a person's browser sends with an answer: the page's stamp from a few seconds ago, and what the page's
+# script saw (a pointer path, a trusted press). A scanner's press has neither (invites/evidence.py).
+PERSON_SEEN = "js;m=24;k=0;w=1;t=0;p=1"
+
+
+def as_person(settings: Any, token: str, fields: dict[str, Any], read_for: float = 5.0) -> dict[str, Any]:
+    """The form `fields` as a person's browser posts them after reading the page for `read_for` seconds."""
+    from invites.evidence import page_stamp
+
+    served = page_stamp(settings.secret_key, token, datetime.now(UTC) - timedelta(seconds=read_for))
+    return {**fields, "served": served, "evidence": PERSON_SEEN}

@@ -6,8 +6,9 @@ route does. The batcher records, in one worker thread and one transaction, every
 the last batch was being written (`invites.answers.record_many`): under load the batches grow, when quiet
 each answer goes alone at once. Nothing waits on a timer.
 
-Whatever is not a plain success (a forged token, an answer against the rules, a client over its rate limit,
-a failed batch) goes on to the app's route with its body, which decides it again and renders the page; the
+Whatever is not a plain success (a forged token, an answer against the rules, a press that was held as
+not clearly a person's, a client over its rate limit, a failed batch) goes on to the app's route with its
+body, which decides it again and renders the page; the
 rate limit is not counted twice. So there is one place that renders answers, and this one that stores them.
 """
 
@@ -140,8 +141,8 @@ class AnswerFastPath:
             await self.app(scope, _replay(body, receive, complete), send)
             return
         headers = dict(scope.get("headers") or [])
-        answer = from_form(token, fields, headers.get(b"user-agent", b"").decode("latin-1"))
         client = scope["client"][0] if scope.get("client") else "?"
+        answer = from_form(token, fields, headers.get(b"user-agent", b"").decode("latin-1"), client)
         verdict = await self.batcher.submit(answer, client)
         if verdict != Verdict.SAVED:
             await self.app({**scope, VERDICT: verdict}, _replay(body, receive, complete), send)

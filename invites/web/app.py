@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from invites import answers, registration, rsvp
+from invites import answers, evidence, registration, rsvp
 from invites.answers import Verdict
 from invites.compose import Composer
 from invites.embedded import client_for
@@ -132,8 +132,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         saved: bool = False,
         error: str = "",
         form: dict[str, str] | None = None,
+        flagged: bool = False,
+        held: answers.WebAnswer | None = None,
     ) -> dict[str, Any]:
         invitation = view.invitation
+        now = datetime.now(UTC)
         return {
             "lang": language,
             "token": token,
@@ -149,6 +152,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             "saved": saved,
             "error": error,
             "cancelled": view.event.status == "cancelled",
+            # When this page was served, signed: a press says how long after it came (invites.evidence).
+            "served": evidence.page_stamp(settings.secret_key, token, now, flagged),
+            # A press that was held: the page asks for it once more, the one extra step without scripts.
+            "held": held,
             # Someone reading a forwarded link may sign up as themselves, never answer as the invitee.
             "forward_url": f"/e/{view.event.slug}/register?via={token}"
             if registration.allows_forwarded(view.event)
@@ -175,11 +182,16 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             view = rsvp.find_by_token(session, rt.settings.secret_key, token)
         except NotFound:
             return not_found(request)
+        flagged = False
         if request.method == "GET":
-            rsvp.log_open(session, view.invitation, request.headers.get("user-agent", ""), datetime.now(UTC))
+            opened = rsvp.log_open(
+                session, view.invitation, request.headers.get("user-agent", ""), datetime.now(UTC)
+            )
+            flagged = opened.likely_scanner
             session.commit()
         language = lang if lang in ("nl", "en") else (view.recipient.language or view.event.language)
-        return page(request, "rsvp.html", rsvp_context(view, token, language, answer, bool(saved)))
+        context = rsvp_context(view, token, language, answer, bool(saved), flagged=flagged)
+        return page(request, "rsvp.html", context)
 
     def answer_from_form(request: Request, token: str, rt: Runtime, form: dict[str, str]) -> Response:
         # A request the batch passed on (answer_batches.py) was counted there: only render its verdict.
@@ -196,12 +208,21 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                 return not_found(request)
             lang = form.get("lang", "")
             language = lang if lang in ("nl", "en") else (view.recipient.language or view.event.language)
-            answer = answers.from_form(token, form, request.headers.get("user-agent", ""))
+            client = request.client.host if request.client else "?"
+            answer = answers.from_form(token, form, request.headers.get("user-agent", ""), client)
             try:
-                notices = answers.record_one(session, rt.settings, view.invitation, answer, datetime.now(UTC))
-                session.commit()
-                if notices:
-                    rt.enqueue(notices)
+                if verdict == Verdict.HELD:
+                    result = verdict  # held by the batch already: only ask for the confirmation
+                else:
+                    result, notices = answers.record_one(
+                        session, rt.settings, view.invitation, answer, datetime.now(UTC)
+                    )
+                    session.commit()
+                    if notices:
+                        rt.enqueue(notices)
+                if result == Verdict.HELD:
+                    context = rsvp_context(view, token, language, answer.answer, held=answer)
+                    return page(request, "rsvp.html", context, status_code=202)
             except InputError as exc:
                 session.rollback()
                 view = rsvp.find_by_token(session, rt.settings.secret_key, token)
