@@ -16,8 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from invites import evidence
 from invites.errors import NotFound
-from invites.models import Event, Invitation, Recipient, Suppression
+from invites.held import Held, delivered_at, hold
+from invites.models import AnswerSource, Event, HeldKind, Invitation, Recipient, Suppression
 from invites.suppression import suppress
 from invites.tokens import split_token
 
@@ -32,6 +34,7 @@ class Subscriber:
     recipient: Recipient
     event: Event
     unsubscribed: bool
+    invitation_id: int = 0
 
 
 def find_subscriber(session: Session, secret: str, token: str) -> Subscriber:
@@ -46,7 +49,7 @@ def find_subscriber(session: Session, secret: str, token: str) -> Subscriber:
         raise NotFound("no such subscription")
     recipient = invitation.recipient
     done = session.scalar(select(Suppression.id).where(Suppression.email_key == recipient.email_key))
-    return Subscriber(recipient, invitation.event, done is not None)
+    return Subscriber(recipient, invitation.event, done is not None, invitation.id)
 
 
 def unsubscribe(session: Session, secret: str, token: str, now: datetime) -> Subscriber:
@@ -60,4 +63,43 @@ def unsubscribe(session: Session, secret: str, token: str, now: datetime) -> Sub
         except IntegrityError:
             # Another request put the same address on the list first: the outcome is the same.
             session.rollback()
-    return Subscriber(subscriber.recipient, subscriber.event, True)
+    return Subscriber(subscriber.recipient, subscriber.event, True, subscriber.invitation_id)
+
+
+def one_click(fields: dict[str, str]) -> bool:
+    """RFC 8058: a mailbox provider's POST to the List-Unsubscribe header's URL, not a press of our page
+    (the page's form carries its stamp, `served`; a gateway presses the page, not the header)."""
+    return fields.get("List-Unsubscribe") == "One-Click" and "served" not in fields
+
+
+def unsubscribe_from_page(
+    session: Session,
+    secret: str,
+    token: str,
+    fields: dict[str, str],
+    client: str,
+    user_agent: str,
+    now: datetime,
+) -> tuple[Subscriber, evidence.Judgement]:
+    """A press of the unsubscribe page: carried out when it was a person's (invites.evidence.judge), else
+    held for the organiser and for the person's confirmation, so a link scanner unsubscribes nobody.
+    Commits."""
+    subscriber = find_subscriber(session, secret, token)
+    if subscriber.unsubscribed:
+        return subscriber, evidence.Judgement(True)
+    delivered = delivered_at(session, [subscriber.invitation_id]).get(subscriber.invitation_id)
+    proof = evidence.gather(secret, token, fields, client, user_agent, delivered, now)
+    judgement = evidence.judge(proof)
+    if judgement.person:
+        return unsubscribe(session, secret, token, now), judgement
+    held = Held(
+        invitation_id=subscriber.invitation_id,
+        event_id=subscriber.event.id,
+        source=AnswerSource.WEB,
+        reason=judgement.reason,
+        evidence=proof.to_json(),
+        kind=HeldKind.UNSUBSCRIBE,
+    )
+    hold(session, [held], now)
+    session.commit()
+    return subscriber, judgement

@@ -27,6 +27,7 @@ from invites.web import (
     dashboard_routes,
     event_routes,
     events_api,
+    held_api,
     mail_routes,
     ops_routes,
     organiser_routes,
@@ -83,6 +84,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(events_api.router)
     app.include_router(rsvps_api.router)
+    app.include_router(held_api.router)
     app.include_router(registration_routes.router)
     app.include_router(mail_routes.router)
     app.include_router(mail_routes.preview_router)

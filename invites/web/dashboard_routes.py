@@ -8,17 +8,17 @@ the result to a template; the segment comes from the same query parameters as th
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
-from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi import Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from invites import dashboard
+from invites import dashboard, held, review
 from invites.errors import InputError, NotFound
 from invites.events import get_event
 from invites.models import Event
@@ -30,7 +30,7 @@ from invites.status import attendees, timeline
 from invites.web.api import SegmentDep
 from invites.web.auth import organiser_router
 from invites.web.charts import MEASURES, Series, heat_table, stacked_bars
-from invites.web.deps import SessionDep
+from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import language, render, translate
 
 router = organiser_router(include_in_schema=False)
@@ -183,11 +183,54 @@ def overview(request: Request, slug: str, session: SessionDep, measure: str = "a
         "info": event_context(event, lang),
         "problems": dashboard.delivery_problems(session, event),
         "scanners": dashboard.scanner_opens(session, event),
+        "held": held.open_held(session, event.id),
+        "held_labels": {key: label for key, label in MEASURE_LABELS.items() if key != "invited"},
         "moment": _moment(event, lang),
         "kind_labels": KIND_LABELS,
         "status_labels": STATUS_LABELS,
     }
     return render(request, "dashboard.html", context)
+
+
+@router.post("/events/{slug}/held/{held_id}", response_model=None)
+def decide_held(
+    request: Request,
+    slug: str,
+    held_id: int,
+    session: SessionDep,
+    rt: RuntimeDep,
+    decision: Annotated[str, Form()] = "",
+) -> Response:
+    """The organiser accepts a held answer as the person's, or rejects it; then back to the overview."""
+    event = _event(session, slug)
+    if event is None:
+        return _not_found(request)
+    session.close()  # the decision is a transaction of its own (invites.review.decide)
+    if decision not in ("accept", "reject"):
+        return render(
+            request,
+            "error.html",
+            {"message": translate("Kies aanvaarden of afwijzen.", language(request))},
+            400,
+        )
+    organiser = getattr(request.state, "organiser", None)
+    try:
+        queued = review.decide(
+            rt.sessions,
+            rt.settings,
+            event.id,
+            held_id,
+            decision == "accept",
+            getattr(organiser, "email", ""),
+            datetime.now(UTC),
+        )
+    except NotFound:
+        return _not_found(request)
+    except InputError as exc:
+        return render(request, "error.html", {"message": str(exc)}, status_code=409)
+    if queued:
+        rt.enqueue(queued)
+    return RedirectResponse(f"/events/{slug}#held", status_code=303)
 
 
 @router.get("/events/{slug}/counts", response_class=HTMLResponse)

@@ -1,6 +1,8 @@
 """Routes about messages: the organiser's preview of any message, and the unsubscribe page (RFC 8058).
 
-The preview is for signed-in organisers only; the unsubscribe page is public.
+The preview is for signed-in organisers only; the unsubscribe page is public. Its button is judged like an
+answer (invites.evidence), so a link scanner pressing it unsubscribes nobody; a mailbox provider's one-click
+POST to the List-Unsubscribe header's URL is carried out at once.
 """
 
 from __future__ import annotations
@@ -8,13 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from html import escape
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from invites import evidence
 from invites import unsubscribe as unsubscribing
 from invites.compose import composer_for, sample_invitation, sample_recipient
 from invites.errors import InputError, NotFound
 from invites.events import find_invitee, get_event
+from invites.runtime import Runtime
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.security import MESSAGE_CSP
@@ -81,13 +86,30 @@ def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(
         '<!DOCTYPE html><html lang="nl"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title></head><body><main><h1>{escape(title)}</h1>{body}</main></body></html>",
+        f'<title>{escape(title)}</title><script src="/static/app.js" defer></script></head>'
+        f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>",
         status_code=status_code,
     )
 
 
 def _unknown() -> HTMLResponse:
     return _page("Niet gevonden", "<p>Deze afmeldlink is niet (meer) geldig.</p>", 404)
+
+
+def _form(token: str, secret: str, button: str, confirm: bool = False) -> str:
+    """The page's form: its signed stamp and the evidence field that static/app.js fills in."""
+    stamp = evidence.page_stamp(secret, token, datetime.now(UTC))
+    step = '<input type="hidden" name="step" value="confirm">' if confirm else ""
+    return (
+        f'<form method="post" action="/u/{escape(token)}" data-evidence>'
+        f'<input type="hidden" name="served" value="{escape(stamp)}">'
+        f'<input type="hidden" name="evidence" value="">{step}'
+        f'<button type="submit">{escape(button)}</button></form>'
+    )
+
+
+def _done(address: str) -> HTMLResponse:
+    return _page("Afgemeld", f"<p>{escape(address)} ontvangt geen berichten meer over bijeenkomsten.</p>")
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)
@@ -97,27 +119,47 @@ def unsubscribe_page(token: str, session: SessionDep, rt: RuntimeDep) -> HTMLRes
         subscriber = unsubscribing.find_subscriber(session, rt.settings.secret_key, token)
     except NotFound:
         return _unknown()
-    address = escape(subscriber.recipient.email)
     if subscriber.unsubscribed:
-        return _page("Afgemeld", f"<p>{address} ontvangt geen berichten meer over bijeenkomsten.</p>")
+        return _done(subscriber.recipient.email)
     return _page(
         "Afmelden",
-        f"<p>Wilt u dat {address} geen berichten meer ontvangt over bijeenkomsten van "
-        f"{escape(subscriber.event.organiser_name or 'de organisatie')}?</p>"
-        f'<form method="post" action="/u/{escape(token)}">'
-        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-        '<button type="submit">Ja, meld mij af</button></form>',
+        f"<p>Wilt u dat {escape(subscriber.recipient.email)} geen berichten meer ontvangt over bijeenkomsten "
+        f"van {escape(subscriber.event.organiser_name or 'de organisatie')}?</p>"
+        + _form(token, rt.settings.secret_key, "Ja, meld mij af"),
     )
 
 
 @router.post("/u/{token}", response_class=HTMLResponse)
-def unsubscribe_now(token: str, session: SessionDep, rt: RuntimeDep) -> HTMLResponse:
+async def unsubscribe_now(request: Request, token: str, rt: RuntimeDep) -> HTMLResponse:
     """RFC 8058 one-click (a POST with List-Unsubscribe=One-Click), and the button on the page above."""
-    try:
-        subscriber = unsubscribing.unsubscribe(session, rt.settings.secret_key, token, datetime.now(UTC))
-    except NotFound:
-        return _unknown()
+    form = await request.form()
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    client = request.client.host if request.client else "?"
+    user_agent = request.headers.get("user-agent", "")
+    return await run_in_threadpool(_unsubscribe, rt, token, fields, client, user_agent)
+
+
+def _unsubscribe(
+    rt: Runtime, token: str, fields: dict[str, str], client: str, user_agent: str
+) -> HTMLResponse:
+    now = datetime.now(UTC)
+    secret = rt.settings.secret_key
+    with rt.sessions() as session:
+        try:
+            if unsubscribing.one_click(fields):
+                subscriber = unsubscribing.unsubscribe(session, secret, token, now)
+                return _done(subscriber.recipient.email)
+            subscriber, judgement = unsubscribing.unsubscribe_from_page(
+                session, secret, token, fields, client, user_agent, now
+            )
+        except NotFound:
+            return _unknown()
+    if judgement.person:
+        return _done(subscriber.recipient.email)
     return _page(
-        "Afgemeld",
-        f"<p>{escape(subscriber.recipient.email)} ontvangt geen berichten meer over bijeenkomsten.</p>",
+        "Nog één stap",
+        "<p>Bevestig met de knop hieronder dat u zich wilt afmelden. Zo weten we dat u het zelf vroeg, en "
+        "niet een virusscanner die de links in uw e-mail opent.</p>"
+        + _form(token, secret, "Bevestigen: meld mij af", confirm=True),
+        status_code=202,
     )
