@@ -38,6 +38,11 @@ ARGS = [
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 EVENT_FILE = ROOT / "examples" / "lokaal-samenspel-2018.toml"
 SLUG = "lokaal-samenspel-2018"
+# A person's own browser (headless Chromium would name itself HeadlessChrome, which is a scanner's mark).
+PERSON_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
 WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 
 # Five good rows and three bad ones: a broken address, no address, and a duplicate of line 2.
@@ -74,6 +79,13 @@ def browser() -> Iterator[Any]:
         chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield chromium
         chromium.close()
+
+
+def read_like_a_person(page: Any) -> None:
+    """What a person does before pressing: moves the pointer along a path, reads for over a second."""
+    page.mouse.move(40, 60)
+    page.mouse.move(180, 320, steps=16)
+    page.wait_for_timeout(1200)  # reading time: a press within a second is a gateway's
 
 
 class Journey:
@@ -188,13 +200,16 @@ def test_the_organisers_journey(
     html = page.frame_locator("iframe").locator("body").inner_html()
     link = re.search(r'href="(http://127\.0\.0\.1:\d+/r/[^"?]+)', html)
     assert link, "the message has a personal RSVP link"
-    phone = browser.new_context(viewport={"width": 360, "height": 740}, locale="nl-NL")
+    phone = browser.new_context(
+        viewport={"width": 360, "height": 740}, locale="nl-NL", user_agent=PERSON_AGENT
+    )
     recipient = phone.new_page()
     recipient.goto(link[1])
     assert recipient.evaluate("document.documentElement.scrollWidth") <= 360, "no sideways scrolling at 360px"
     Journey(recipient, ARTIFACTS).accessible("RSVP page")
     rsvp_shot = journey.shots / "rsvp.png"
     recipient.screenshot(path=str(rsvp_shot), full_page=True)
+    read_like_a_person(recipient)
     recipient.get_by_role("button", name="Ja, ik kom").click()
     recipient.wait_for_url(re.compile(r"saved=1"))
     assert "Uw antwoord" in recipient.content()
