@@ -1,7 +1,8 @@
 """RSVP load test: uvicorn on loopback, 500 recipients answering at once, on SQLite and on PostgreSQL.
 
 Two phases against the same server; each answer comes on a new connection, as from a browser on a new
-visit (with keep-alive, one worker process would hold most of the 500 connections and the other sit idle):
+visit (with keep-alive, one worker process would hold most of the 500 connections and the other sit idle),
+and carries what a person's browser sends with it (the page's stamp, its script's evidence), so none is held:
 
 - `saturate`: every recipient posts its next answer as soon as the last one is answered (a closed loop).
   This measures the most the server does; its latency is mostly time in the queue, since by Little's law
@@ -30,11 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +48,7 @@ from invites import db
 from invites.embedded import client_for, ensure_running, stop
 from invites.eventfile import parse_event_file
 from invites.events import load_event
+from invites.evidence import page_stamp
 from invites.imports import import_stream
 from invites.models import AnswerHistory, Invitation, OutboundMessage
 from invites.settings import project_dir
@@ -54,6 +57,10 @@ from invites.tokens import make_token
 
 SECRET = "bench-secret-for-the-rsvp-load-test"
 ANSWERS = ("accepted", "declined", "tentative")
+# What a person's browser sends with an answer besides the answer: the page's stamp from a few seconds ago,
+# and what the page's script saw (a pointer path, a trusted press); anything less is held (invites.evidence).
+PERSON_SEEN = "js;m=24;k=0;w=1;t=0;p=1"
+READ_FOR = timedelta(seconds=5)
 HOST = "127.0.0.1"
 T = TypeVar("T")
 
@@ -109,7 +116,9 @@ async def post_answers(
     """One recipient posting this phase's answers, each on a new connection; returns their latencies."""
     latencies: list[float] = []
     for round_ in range(phase.rounds):
-        body = f"answer={answer_for(index, first_round + round_)}".encode()
+        served = page_stamp(SECRET, token, datetime.now(UTC) - READ_FOR)
+        form = {"answer": answer_for(index, first_round + round_), "served": served, "evidence": PERSON_SEEN}
+        body = urllib.parse.urlencode(form).encode()
         request = (
             f"POST /r/{token} HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: rsvp-load\r\nConnection: close\r\n"
             f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -12,6 +12,8 @@ from invites.models import (
     Answer,
     AnswerHistory,
     Event,
+    HeldAnswer,
+    HeldState,
     Invitation,
     MessageStatus,
     OutboundMessage,
@@ -45,6 +47,11 @@ def event_status(session: Session, event: Event) -> dict[str, Any]:
     waitlisted = session.scalar(
         select(func.count()).where(Invitation.event_id == event.id, Invitation.waitlist_position.is_not(None))
     )
+    held = session.scalar(
+        select(func.count(HeldAnswer.id)).where(
+            HeldAnswer.event_id == event.id, HeldAnswer.state == HeldState.HELD
+        )
+    )
     opens = dict(
         session.execute(
             select(PageView.likely_scanner, func.count(func.distinct(PageView.invitation_id)))
@@ -73,6 +80,8 @@ def event_status(session: Session, event: Event) -> dict[str, Any]:
         "capacity": event.capacity,
         "opened": int(opens.get(False, 0)),
         "opened_by_scanners": int(opens.get(True, 0)),
+        # Answers not clearly a person's, in none of the counts above, waiting for the organiser's review.
+        "held": int(held or 0),
     }
 
 

@@ -302,6 +302,7 @@ class EventStatusModel(BaseModel):
     capacity: int | None
     opened: int
     opened_by_scanners: int
+    held: int = Field(description="answers held as not clearly a person's, in none of the other counts")
 
 
 # --- Reminders ------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from icalendar import Calendar
 
 from invites import campaigns
 from invites.sink import stored_messages
-from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, run_cli, wait_until
+from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, as_person, run_cli, wait_until
 
 SLUG = "lokaal-samenspel-2018"
 
@@ -84,6 +84,7 @@ def test_invitations_travel_through_a_real_worker_and_rsvp_changes_the_counts(
     link = re.search(r"(https://invites\.example\.org/r/[\w\-.]+)\?answer=accepted", text)
     assert link is not None
     path = link.group(1).removeprefix(settings.base_url)
+    token = path.removeprefix("/r/")
     with httpx.Client(base_url=web) as client:
         page = client.get(path + "?answer=accepted")
         assert page.status_code == 200
@@ -92,13 +93,15 @@ def test_invitations_travel_through_a_real_worker_and_rsvp_changes_the_counts(
         unchanged = json.loads(run_cli(settings, "status", SLUG, "--json").stdout)
         assert unchanged["accepted"] == 0, "a GET or HEAD must never record an answer"
 
-        answered = client.post(path, data={"answer": "accepted"}, follow_redirects=False)
+        answered = client.post(
+            path, data=as_person(settings, token, {"answer": "accepted"}), follow_redirects=False
+        )
         assert answered.status_code == 303
         after = json.loads(run_cli(settings, "status", SLUG, "--json").stdout)
         assert after["accepted"] == 1 and after["no_answer"] == 155
         assert "Uw antwoord:" in client.get(path).text
 
-        client.post(path, data={"answer": "declined"})
+        client.post(path, data=as_person(settings, token, {"answer": "declined"}))
         changed = json.loads(run_cli(settings, "status", SLUG, "--json").stdout)
         assert changed["accepted"] == 0 and changed["declined"] == 1
 

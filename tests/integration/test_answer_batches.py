@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from email import message_from_bytes
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from invites.answers import Verdict, WebAnswer, record_many
 from invites.embedded import client_for
+from invites.evidence import page_stamp
 from invites.models import (
     Answer,
     AnswerHistory,
@@ -30,7 +32,7 @@ from invites.ratelimit import RateLimiter
 from invites.sink import stored_messages
 from invites.tokens import make_token
 from invites.web.answer_batches import AnswerBatcher, _Waiting
-from tests.conftest import NOW, wait_until
+from tests.conftest import NOW, PERSON_SEEN, as_person, wait_until
 from tests.integration.test_rsvp import setup_event
 
 WORKSHOP = {"workshop": "zorg"}
@@ -42,6 +44,18 @@ def tokens(runtime: Any, settings: Any) -> list[str]:
             make_token(settings.secret_key, invitation.public_id, invitation.token_version)
             for invitation in session.scalars(select(Invitation).order_by(Invitation.id))
         ]
+
+
+def by_person(settings: Any, answers: list[WebAnswer]) -> list[WebAnswer]:
+    """The answers as people's pages send them at NOW, after reading for five seconds: what `as_person`
+    posts, on the batch's clock instead of the wall clock."""
+    served = NOW - timedelta(seconds=5)
+    return [
+        replace(
+            a, proof={"served": page_stamp(settings.secret_key, a.token, served), "evidence": PERSON_SEEN}
+        )
+        for a in answers
+    ]
 
 
 def without_capacity(runtime: Any) -> None:
@@ -57,16 +71,19 @@ def test_a_batch_records_each_answer_by_the_rules(runtime: Any, settings: Any) -
         suppressed = session.get_one(Recipient, session.get_one(Invitation, ids[5]).recipient_id)
         session.add(Suppression(email_key=suppressed.email_key, reason="unsubscribed", at=NOW))
     forged = links[1].split(".")[0] + ".AAAAAAAAAAAAAAAAAAAAAA"
-    batch = [
-        WebAnswer(links[0], "accepted", 1, WORKSHOP, "Firefox"),
-        WebAnswer(forged, "accepted", 0, WORKSHOP),
-        WebAnswer(links[1], "accepted", 0, {}),  # the required question unanswered
-        WebAnswer(links[2], "declined"),
-        WebAnswer(links[2], "accepted", 0, WORKSHOP),  # the same person again: the next batch
-        WebAnswer(links[3], "maybe"),
-        WebAnswer(links[4], "tentative", 0, WORKSHOP),
-        WebAnswer(links[5], "declined"),
-    ]
+    batch = by_person(
+        settings,
+        [
+            WebAnswer(links[0], "accepted", 1, WORKSHOP, "Firefox"),
+            WebAnswer(forged, "accepted", 0, WORKSHOP),
+            WebAnswer(links[1], "accepted", 0, {}),  # the required question unanswered
+            WebAnswer(links[2], "declined"),
+            WebAnswer(links[2], "accepted", 0, WORKSHOP),  # the same person again: the next batch
+            WebAnswer(links[3], "maybe"),
+            WebAnswer(links[4], "tentative", 0, WORKSHOP),
+            WebAnswer(links[5], "declined"),
+        ],
+    )
     verdicts, queued = record_many(runtime.sessions, settings, batch, NOW)
     assert verdicts == [
         Verdict.SAVED,
@@ -92,7 +109,9 @@ def test_a_batch_records_each_answer_by_the_rules(runtime: Any, settings: Any) -
             (ids[5], Answer.DECLINED, AnswerSource.WEB),
         ]
         assert history[0].user_agent == "Firefox"
-        assert history[0].detail == {"guests": 1, "responses": WORKSHOP, "waitlist": None}
+        detail = dict(history[0].detail)
+        assert detail.pop("evidence")["seen"]["moves"] == 24, "how the answer came is kept with it"
+        assert detail == {"guests": 1, "responses": WORKSHOP, "waitlist": None}
         mail = session.scalars(select(OutboundMessage).order_by(OutboundMessage.id)).all()
         assert sorted(m.id for m in mail) == sorted(queued)
         assert [(m.invitation_id, m.kind) for m in mail] == [
@@ -121,11 +140,14 @@ def test_a_batch_records_each_answer_by_the_rules(runtime: Any, settings: Any) -
 def test_answers_to_an_event_with_a_capacity_are_decided_one_by_one(runtime: Any, settings: Any) -> None:
     ids = setup_event(runtime, 3, capacity=2)
     links = tokens(runtime, settings)
-    batch = [
-        WebAnswer(links[0], "accepted", 1, WORKSHOP),
-        WebAnswer(links[1], "accepted", 0, WORKSHOP),
-        WebAnswer(links[2], "accepted", 0, {}),
-    ]
+    batch = by_person(
+        settings,
+        [
+            WebAnswer(links[0], "accepted", 1, WORKSHOP),
+            WebAnswer(links[1], "accepted", 0, WORKSHOP),
+            WebAnswer(links[2], "accepted", 0, {}),
+        ],
+    )
     verdicts, queued = record_many(runtime.sessions, settings, batch, NOW)
     assert verdicts == [Verdict.SAVED, Verdict.SAVED, Verdict.REFUSED]
     with runtime.sessions() as session:
@@ -133,7 +155,8 @@ def test_answers_to_an_event_with_a_capacity_are_decided_one_by_one(runtime: Any
         assert session.get_one(Invitation, ids[1]).waitlist_position == 1, "the event is full"
         kinds = session.scalars(select(OutboundMessage.kind).order_by(OutboundMessage.id)).all()
         assert kinds == ["rsvp-confirmation", "waitlist"] and len(queued) == 2
-    verdicts, _ = record_many(runtime.sessions, settings, [WebAnswer(links[0], "declined")], NOW)
+    declined = by_person(settings, [WebAnswer(links[0], "declined")])
+    verdicts, _ = record_many(runtime.sessions, settings, declined, NOW)
     assert verdicts == [Verdict.SAVED]
     with runtime.sessions() as session:
         assert session.get_one(Invitation, ids[1]).waitlist_position is None, "moved up"
@@ -164,7 +187,7 @@ def test_answers_posted_at_once_are_each_recorded_once(runtime: Any, web: str, s
     def post(link_answer: tuple[str, str]) -> httpx.Response:
         link, value = link_answer
         form = {"answer": value, "q_workshop": "wonen", "lang": "en"}
-        return client.post(f"/r/{link}", data=form, follow_redirects=False)
+        return client.post(f"/r/{link}", data=as_person(settings, link, form), follow_redirects=False)
 
     with httpx.Client(base_url=web, timeout=60) as client, ThreadPoolExecutor(32) as pool:
         responses = list(pool.map(post, posts))
@@ -192,11 +215,12 @@ def test_what_a_batch_turns_down_the_page_answers(runtime: Any, web: str, settin
         missing = client.post(f"/r/{forged}", data={"answer": "accepted"})
         assert missing.status_code == 404 and "niet gevonden" in missing.text.lower()
         assert "content-security-policy" in missing.headers
-        refused = client.post(f"/r/{links[0]}", data={"answer": "accepted"})
+        refused = client.post(f"/r/{links[0]}", data=as_person(settings, links[0], {"answer": "accepted"}))
         assert refused.status_code == 400 and "Welke tafel kiest u?" in refused.text
         # A form sent as multipart skips the batch: the app's route records it.
+        fields = as_person(settings, links[1], {"answer": "accepted", "q_workshop": "zorg"})
         multipart = client.post(
-            f"/r/{links[1]}", files={"answer": (None, "accepted"), "q_workshop": (None, "zorg")}
+            f"/r/{links[1]}", files={name: (None, value) for name, value in fields.items()}
         )
         assert multipart.status_code == 303
     with client_for(settings.redis_url) as redis:
@@ -215,7 +239,12 @@ def test_the_confirmations_of_a_batch_reach_the_inbox(
     start_worker()
     with httpx.Client(base_url=web, timeout=60) as client, ThreadPoolExecutor(12) as pool:
         form = {"answer": "accepted", "q_workshop": "zorg"}
-        codes = list(pool.map(lambda link: client.post(f"/r/{link}", data=form).status_code, links))
+        codes = list(
+            pool.map(
+                lambda link: client.post(f"/r/{link}", data=as_person(settings, link, form)).status_code,
+                links,
+            )
+        )
     assert codes == [303] * 12
     # Held back under a rush, the confirmations go to a worker as soon as it is quiet again.
     received = wait_until(

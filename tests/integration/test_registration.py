@@ -16,7 +16,7 @@ from invites.events import load_event
 from invites.models import AnswerHistory, AnswerSource, Event, Invitation, OutboundMessage, Recipient
 from invites.suppression import suppress
 from invites.tokens import make_token
-from tests.conftest import EVENT_FILE, NOW
+from tests.conftest import EVENT_FILE, NOW, as_person
 
 SLUG = "lokaal-samenspel-2018"
 
@@ -75,7 +75,7 @@ def test_double_opt_in_makes_a_registrant_an_invitee(
         token = make_token(settings.secret_key, pending.public_id, pending.token_version)
         assert client.get(f"/r/{token}?answer=accepted").status_code == 200
         assert invitations(runtime)[0].pending, "opening the link is not yet the opt-in"
-        client.post(f"/r/{token}", data={"answer": "accepted"})
+        client.post(f"/r/{token}", data=as_person(settings, token, {"answer": "accepted"}))
     [confirmed] = invitations(runtime)
     assert not confirmed.pending and confirmed.answer == "accepted"
     with runtime.sessions() as session:

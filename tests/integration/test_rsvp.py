@@ -20,7 +20,7 @@ from invites.imports import import_stream
 from invites.models import Answer, AnswerHistory, AnswerSource, Event, Invitation, OutboundMessage, PageView
 from invites.rsvp import likely_scanner, places_taken, record_answer
 from invites.tokens import make_token
-from tests.conftest import EVENT_FILE, NOW
+from tests.conftest import EVENT_FILE, NOW, as_person
 
 SLUG = "lokaal-samenspel-2018"
 RSVP_OPTIONS = """
@@ -129,7 +129,7 @@ def test_concurrent_accepts_never_overbook(runtime: Any, web: str, settings: Any
                 lambda token: (
                     client.post(
                         f"/r/{token}",
-                        data={"answer": "accepted", "q_workshop": "wonen"},
+                        data=as_person(settings, token, {"answer": "accepted", "q_workshop": "wonen"}),
                         follow_redirects=False,
                     ).status_code
                 ),
@@ -199,7 +199,7 @@ def test_the_rsvp_endpoints_are_rate_limited(runtime: Any, web: str, settings: A
         token = make_token(settings.secret_key, invitation.public_id, invitation.token_version)
     with httpx.Client(base_url=web) as client:
         codes = [client.get(f"/r/{token}").status_code for _ in range(31)]
-        refused = client.post(f"/r/{token}", data={"answer": "declined"})
+        refused = client.post(f"/r/{token}", data=as_person(settings, token, {"answer": "declined"}))
     assert codes[:30] == [200] * 30 and codes[30] == 429
     assert refused.status_code == 429
     assert state(runtime, ids[0]).answer is None
@@ -216,11 +216,14 @@ def test_the_form_shows_the_questions_and_reports_a_bad_answer(runtime: Any, web
         page = client.get(f"/r/{token}").text
         assert 'name="guests"' in page and 'name="q_workshop"' in page and 'name="q_dietary"' in page
         assert "Welke tafel kiest u?" in page and 'name="q_accessibility"' not in page
-        bad = client.post(f"/r/{token}", data={"answer": "accepted", "guests": "9", "q_workshop": "zorg"})
+        bad = client.post(
+            f"/r/{token}",
+            data=as_person(settings, token, {"answer": "accepted", "guests": "9", "q_workshop": "zorg"}),
+        )
         assert bad.status_code == 400 and "between 0 and 2" in bad.text
         good = client.post(
             f"/r/{token}",
-            data={"answer": "accepted", "guests": "2", "q_workshop": "zorg"},
+            data=as_person(settings, token, {"answer": "accepted", "guests": "2", "q_workshop": "zorg"}),
             follow_redirects=True,
         )
         assert good.status_code == 200 and "uw antwoord is opgeslagen" in good.text

@@ -24,7 +24,7 @@ from invites.models import Answer, AnswerHistory, AnswerSource, Invitation, Reci
 from invites.sink import stored_messages
 from invites.status import event_status
 from invites.tokens import make_token
-from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, wait_until
+from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, as_person, wait_until
 
 SLUG = "lokaal-samenspel-2018"
 TITLE = "Inspiratiebijeenkomst Lokaal samenspel in verandering"
@@ -177,10 +177,14 @@ def test_the_rsvp_page_shows_the_invitation_and_records_nothing(web: str, runtim
     assert recorded(runtime, guest) == (None, []), "a GET or HEAD must never record an answer"
 
 
-def test_posting_an_answer_records_it_with_its_history(web: str, runtime: Any, guest: Guest) -> None:
+def test_posting_an_answer_records_it_with_its_history(
+    web: str, runtime: Any, settings: Any, guest: Guest
+) -> None:
     path = f"/r/{guest.token}"
     with httpx.Client(base_url=web, headers={"User-Agent": AGENT}) as client:
-        accepted = client.post(path, data={"answer": "accepted"}, follow_redirects=False)
+        accepted = client.post(
+            path, data=as_person(settings, guest.token, {"answer": "accepted"}), follow_redirects=False
+        )
         assert accepted.status_code == 303
         assert accepted.headers["location"] == f"{path}?saved=1"
         assert recorded(runtime, guest) == (Answer.ACCEPTED, [(Answer.ACCEPTED, AnswerSource.WEB, AGENT)])
@@ -196,7 +200,11 @@ def test_posting_an_answer_records_it_with_its_history(web: str, runtime: Any, g
         assert answers(Page(suggested.text))["declined"]["class"] == "chosen"
         assert len(recorded(runtime, guest)[1]) == 1
 
-        declined = client.post(path, data={"answer": "declined", "lang": "en"}, follow_redirects=False)
+        declined = client.post(
+            path,
+            data=as_person(settings, guest.token, {"answer": "declined", "lang": "en"}),
+            follow_redirects=False,
+        )
         assert declined.status_code == 303
         assert declined.headers["location"] == f"{path}?saved=1&lang=en"
         assert recorded(runtime, guest) == (
@@ -204,7 +212,9 @@ def test_posting_an_answer_records_it_with_its_history(web: str, runtime: Any, g
             [(Answer.ACCEPTED, AnswerSource.WEB, AGENT), (Answer.DECLINED, AnswerSource.WEB, AGENT)],
         )
 
-        bogus = client.post(path, data={"answer": "bogus"}, follow_redirects=False)
+        bogus = client.post(
+            path, data=as_person(settings, guest.token, {"answer": "bogus"}), follow_redirects=False
+        )
         assert bogus.status_code == 400
         assert "bogus" in bogus.text
         assert len(recorded(runtime, guest)[1]) == 2
@@ -357,10 +367,11 @@ def test_the_outbox_shows_stored_messages_safely(
 
 
 def test_the_event_page_and_the_status_api_count_the_answers(
-    web: str, runtime: Any, guest: Guest, organiser: Any
+    web: str, runtime: Any, settings: Any, guest: Guest, organiser: Any
 ) -> None:
+    person = as_person(settings, guest.token, {"answer": "accepted"})
     with httpx.Client(base_url=web) as client:
-        assert client.post(f"/r/{guest.token}", data={"answer": "accepted"}).status_code == 303
+        assert client.post(f"/r/{guest.token}", data=person).status_code == 303
     with httpx.Client(base_url=web, headers=organiser.headers) as client:
         page = client.get(f"/events/{SLUG}")
         api = client.get(f"/api/v1/events/{SLUG}/status")
