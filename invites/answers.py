@@ -66,6 +66,10 @@ class WebAnswer:
 PROOF_FIELDS = ("served", "evidence", "step")
 
 
+def _person(invitation: Invitation | _Invitee) -> tuple[int, int, int]:
+    return invitation.id, invitation.event_id, invitation.recipient_id
+
+
 def from_form(token: str, fields: dict[str, str], user_agent: str, client: str = "") -> WebAnswer:
     """The answer a page's form carries: a guest count that is not a number fails the rules, not the parse."""
     try:
@@ -107,7 +111,7 @@ def record_one(
     """
     chosen = rsvp.parse_answer(answer.answer)
     proof = answer.evidence(
-        settings.secret_key, delivered_at(session, [invitation.id]).get(invitation.id), now
+        settings.secret_key, delivered_at(session, [_person(invitation)]).get(invitation.id), now
     )
     judgement = evidence.judge(proof)
     if not judgement.person:
@@ -205,7 +209,7 @@ def _record_batch(
         event.id: event
         for event in session.scalars(select(Event).where(Event.id.in_({i.event_id for i in found.values()})))
     }
-    delivered = delivered_at(session, (invitee.id for invitee in found.values()))
+    delivered = delivered_at(session, map(_person, found.values()))
     verdicts: list[Verdict] = []
     kept: dict[int, tuple[_Invitee, rsvp.AnswerOutcome, dict[str, Any]]] = {}
     held: dict[int, Held] = {}

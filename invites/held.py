@@ -44,17 +44,27 @@ class Held:
     kind: HeldKind = HeldKind.ANSWER
 
 
-def delivered_at(session: Session, invitation_ids: Iterable[int]) -> dict[int, datetime]:
-    """When each invitation's latest message was accepted by the relay (its 250); absent when none was."""
-    ids = set(invitation_ids)
-    if not ids:
+def delivered_at(session: Session, people: Iterable[tuple[int, int, int]]) -> dict[int, datetime]:
+    """When each invitation's person was last sent a message about its event (the relay's 250), by
+    invitation id; absent when nothing was. `people` are (invitation id, event id, recipient id): the outbox
+    is searched by its indexed recipient, not by invitation."""
+    wanted = {(event_id, recipient_id): invitation_id for invitation_id, event_id, recipient_id in people}
+    if not wanted:
         return {}
     rows = session.execute(
-        select(OutboundMessage.invitation_id, func.max(OutboundMessage.sent_at))
-        .where(OutboundMessage.invitation_id.in_(ids), OutboundMessage.sent_at.is_not(None))
-        .group_by(OutboundMessage.invitation_id)
+        select(OutboundMessage.event_id, OutboundMessage.recipient_id, func.max(OutboundMessage.sent_at))
+        .where(
+            OutboundMessage.recipient_id.in_({recipient for _, recipient in wanted}),
+            OutboundMessage.event_id.in_({event for event, _ in wanted}),
+            OutboundMessage.sent_at.is_not(None),
+        )
+        .group_by(OutboundMessage.event_id, OutboundMessage.recipient_id)
     )
-    return {invitation_id: at for invitation_id, at in rows if invitation_id is not None and at is not None}
+    return {
+        wanted[(event_id, recipient_id)]: at
+        for event_id, recipient_id, at in rows
+        if (event_id, recipient_id) in wanted and at is not None
+    }
 
 
 def hold(session: Session, items: Iterable[Held], now: datetime) -> list[int]:

@@ -94,7 +94,7 @@ def log_open(session: Session, invitation: Invitation, user_agent: str, now: dat
 
     This is the only thing a GET ever writes: an open, never an answer.
     """
-    delivered = delivered_at(session, [invitation.id])
+    delivered = delivered_at(session, [(invitation.id, invitation.event_id, invitation.recipient_id)])
     view = PageView(
         invitation_id=invitation.id,
         at=now,

@@ -87,7 +87,8 @@ def unsubscribe_from_page(
     subscriber = find_subscriber(session, secret, token)
     if subscriber.unsubscribed:
         return subscriber, evidence.Judgement(True)
-    delivered = delivered_at(session, [subscriber.invitation_id]).get(subscriber.invitation_id)
+    person = (subscriber.invitation_id, subscriber.event.id, subscriber.recipient.id)
+    delivered = delivered_at(session, [person]).get(subscriber.invitation_id)
     proof = evidence.gather(secret, token, fields, client, user_agent, delivered, now)
     judgement = evidence.judge(proof)
     if judgement.person:

@@ -83,7 +83,7 @@ def list_held(slug: Slug, session: SessionDep, limit: Annotated[int, Query(ge=1,
 def decide_held(
     request: Request,
     slug: Slug,
-    held_id: Annotated[int, Path(ge=1, le=2**62)],
+    held_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     body: DecisionBody,
     session: SessionDep,
     rt: RuntimeDep,
