@@ -32,7 +32,7 @@ from invites.imports import import_stream
 from invites.rsvp import revoke
 from invites.runtime import Runtime, broker_url
 from invites.segments import Segment, coverage
-from invites.settings import UnfitForProduction
+from invites.settings import Settings, UnfitForProduction
 from invites.status import event_status
 from invites.suppression import suppress
 from invites.user_cli import user_app
@@ -550,6 +550,7 @@ def replies_serve(host: str = "127.0.0.1", port: int = 2526) -> None:
     controller = Controller(handler, hostname=host, port=port)
     controller.start()
     out.print(f"recording calendar replies sent to smtp://{host}:{port}; Ctrl-C stops")
+    _warn_untrusted(runtime.settings, "only replies with a valid DKIM signature of the sender's domain count")
     try:
         signals.sigwait(stop)
     finally:
@@ -562,7 +563,17 @@ def replies_poll() -> None:
     runtime = Runtime.current()
     if not runtime.settings.reply_imap_url:
         raise fail("INVITES_REPLY_IMAP_URL is not set")
+    _warn_untrusted(runtime.settings, "every reply read is held for the organiser")
     out.print(f"{runtime.poll_replies(now())} messages read")
+
+
+def _warn_untrusted(settings: Settings, consequence: str) -> None:
+    if not settings.trusted_authserv_ids:
+        out.print(
+            f"  warning: INVITES_REPLY_AUTHSERV_IDS is not set, so no Authentication-Results is trusted: "
+            f"{consequence}",
+            highlight=False,
+        )
 
 
 person_app = typer.Typer(help="A person's data (AVG/GDPR): export it, or erase it.", no_args_is_help=True)

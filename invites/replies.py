@@ -2,11 +2,15 @@
 REPLY (RFC 6047) to the ORGANIZER. This module reads such a mail and records the answer, source calendar.
 
 Reading is pure (`parse_reply`); recording matches the reply by the event's UID and the attendee's address.
-A reply that is unknown, malformed or forged (its From is not the attendee) is ignored and logged.
+A reply counts only when its sender is authenticated (invites.mailauth) and is the attendee: anyone can mail
+the organiser a REPLY with any From. One that is not, or that would confirm a registration nobody confirmed
+through the emailed link yet, is held for the organiser (invites.held), counted nowhere. A reply that is
+unknown or malformed, or that breaks the event's rules, is ignored and logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -15,7 +19,6 @@ from datetime import datetime
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
-from email.utils import parseaddr
 from typing import Any
 
 from icalendar import Calendar
@@ -23,13 +26,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites.errors import InputError
+from invites.held import Held, hold
+from invites.mailauth import Door, TxtLookup, Verdict, authenticate, dns_lookup
 from invites.models import Answer, AnswerSource, Event, Invitation, Recipient
-from invites.rsvp import record_answer
+from invites.rsvp import check_answer, queue_notices, record_answer
 from invites.settings import Settings
 
 Enqueue = Callable[[list[int]], None]
 
 log = logging.getLogger(__name__)
+
+NOT_CONFIRMED = (
+    "aanmelding nog niet bevestigd via de link in de e-mail; een agenda-antwoord bevestigt geen aanmelding"
+)
 
 PARTSTAT = {"ACCEPTED": Answer.ACCEPTED, "DECLINED": Answer.DECLINED, "TENTATIVE": Answer.TENTATIVE}
 
@@ -40,7 +49,6 @@ class Reply:
     attendee: str
     answer: Answer
     sequence: int
-    sender: str
     comment: str = ""
 
 
@@ -64,7 +72,6 @@ def _calendar_parts(message: Message) -> list[bytes]:
 def parse_reply(data: bytes) -> Reply:
     """The reply in a mail, from its text/calendar part (or .ics attachment) with METHOD:REPLY."""
     message = message_from_bytes(data, policy=compat32)
-    sender = parseaddr(str(message.get("From", "")))[1].casefold()
     parts = _calendar_parts(message)
     if not parts:
         raise NotAReply("no calendar part")
@@ -98,7 +105,6 @@ def parse_reply(data: bytes) -> Reply:
                 attendee=address.strip().casefold(),
                 answer=PARTSTAT[partstat],
                 sequence=int(event.get("SEQUENCE", 0)),
-                sender=sender,
                 comment=str(event.get("COMMENT", ""))[:500],
             )
     raise NotAReply("; ".join(problems) or "no VEVENT")
@@ -106,29 +112,53 @@ def parse_reply(data: bytes) -> Reply:
 
 @dataclass(frozen=True)
 class ReplyResult:
+    """What became of a reply: recorded as the answer, held for the organiser, or ignored; and why."""
+
     recorded: bool
     reason: str
+    held: bool = False
 
 
 def record_reply(
-    factory: sessionmaker[Session], reply: Reply, now: datetime, settings: Settings, enqueue: Enqueue
+    factory: sessionmaker[Session],
+    reply: Reply,
+    verdict: Verdict,
+    now: datetime,
+    settings: Settings,
+    enqueue: Enqueue,
 ) -> ReplyResult:
-    """Record a calendar reply as the attendee's answer, source calendar, and queue the notices it calls
-    for (the waiting list, people moving up); or say why it was ignored."""
-    if reply.sender != reply.attendee:
-        # Anyone can mail a REPLY naming someone else; only the attendee's own mailbox speaks for them.
-        return _ignored(f"From {reply.sender} is not the attendee {reply.attendee}")
+    """Record a calendar reply whose sender is authenticated as the attendee (`verdict`, invites.mailauth) as
+    their answer, source calendar, with how it was authenticated, and queue and enqueue the notices it calls
+    for (the waiting list, people moving up). A reply not clearly the attendee's is held instead, counted
+    nowhere and the invitation untouched, for the organiser to review. One with no invitation, or that the
+    event's rules refuse (cancelled, past the deadline), is ignored. Commits."""
     with factory() as session:
-        invitation = session.scalar(
-            select(Invitation)
-            .join(Event, Event.id == Invitation.event_id)
-            .join(Recipient, Recipient.id == Invitation.recipient_id)
-            .where(Event.ics_uid == reply.uid, Recipient.email_key == reply.attendee)
-        )
+        invitation = _invitation(session, reply)
         if invitation is None:
             return _ignored(f"no invitation for {reply.attendee} to the event with UID {reply.uid}")
+        event = session.get_one(Event, invitation.event_id)
         try:
-            record_answer(
+            # Held or not, a reply the rules refuse could never count: the organiser need not see it.
+            check_answer(event, invitation, reply.answer, AnswerSource.CALENDAR, now)
+        except InputError as exc:
+            return _ignored(f"{reply.attendee}: {exc}")
+        problem = hold_reason(reply, verdict, invitation.pending)
+        if problem:
+            evidence = {**verdict.evidence, "attendee": reply.attendee, "uid": reply.uid}
+            held = Held(
+                invitation_id=invitation.id,
+                event_id=event.id,
+                source=AnswerSource.CALENDAR,
+                reason=problem,
+                evidence=evidence,
+                answer=reply.answer,
+            )
+            hold(session, [held], now)
+            session.commit()
+            log.warning("calendar reply held: %s %s: %s", reply.attendee, reply.answer.value, problem)
+            return ReplyResult(False, problem, held=True)
+        try:
+            outcome = record_answer(
                 session,
                 invitation,
                 reply.answer,
@@ -136,13 +166,39 @@ def record_reply(
                 now,
                 user_agent="iMIP REPLY",
                 responses=None,
+                evidence=verdict.evidence,
             )
+            queued = queue_notices(session, invitation, outcome, settings, now)
         except InputError as exc:
             session.rollback()
             return _ignored(f"{reply.attendee}: {exc}")
         session.commit()
+    if queued:
+        enqueue(queued)
     log.info("calendar reply: %s %s event %s", reply.attendee, reply.answer.value, reply.uid)
     return ReplyResult(True, reply.answer.value)
+
+
+def _invitation(session: Session, reply: Reply) -> Invitation | None:
+    return session.scalar(
+        select(Invitation)
+        .join(Event, Event.id == Invitation.event_id)
+        .join(Recipient, Recipient.id == Invitation.recipient_id)
+        .where(Event.ics_uid == reply.uid, Recipient.email_key == reply.attendee)
+    )
+
+
+def hold_reason(reply: Reply, verdict: Verdict, pending: bool) -> str:
+    """Why a reply is not clearly the attendee's (in Dutch, for the organiser); empty when it is."""
+    if verdict.sender and verdict.sender != reply.attendee:
+        # Only the attendee's own mailbox speaks for them; Reply-To and the display name never do.
+        return f"afzender {verdict.sender} is niet de genodigde {reply.attendee}"
+    if not verdict.authenticated:
+        return verdict.reason
+    if pending:
+        # Only the emailed link proves the registrant reads that mailbox (rsvp.opted_in).
+        return NOT_CONFIRMED
+    return ""
 
 
 def _ignored(reason: str) -> ReplyResult:
@@ -151,18 +207,29 @@ def _ignored(reason: str) -> ReplyResult:
 
 
 def handle_mail(
-    factory: sessionmaker[Session], data: bytes, now: datetime, settings: Settings, enqueue: Enqueue
+    factory: sessionmaker[Session],
+    data: bytes,
+    now: datetime,
+    settings: Settings,
+    enqueue: Enqueue,
+    door: Door = "imap",
+    lookup: TxtLookup | None = None,
 ) -> ReplyResult:
-    """Read one mail from the organiser's inbox and record the reply it holds, if any."""
+    """Read one mail that reached the organiser through `door`, and record the reply it holds when its sender
+    is authenticated (by our mail server's Authentication-Results, or, given a DNS `lookup`, by our own DKIM
+    check), hold it when not, or ignore it (record_reply)."""
     try:
         reply = parse_reply(data)
     except NotAReply as exc:
         return _ignored(str(exc))
-    return record_reply(factory, reply, now, settings, enqueue)
+    verdict = authenticate(data, settings.trusted_authserv_ids, door, lookup)
+    return record_reply(factory, reply, verdict, now, settings, enqueue)
 
 
 class ReplyHandler:
-    """aiosmtpd handler: the inbound SMTP endpoint the organiser's address can forward replies to."""
+    """aiosmtpd handler: the inbound SMTP endpoint the organiser's address can forward replies to. Mail comes
+    here as the sending side sent it, so its DKIM signatures are checked here too, through the resolver
+    INVITES_DNS_RESOLVER names."""
 
     def __init__(
         self,
@@ -175,15 +242,14 @@ class ReplyHandler:
         self.clock = clock
         self.settings = settings
         self.enqueue = enqueue
+        self.lookup = dns_lookup(settings.dns_resolver)
         self.results: list[ReplyResult] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        import asyncio
-
         data = envelope.original_content or b""
         result = await asyncio.to_thread(
-            handle_mail, self.factory, data, self.clock(), self.settings, self.enqueue
+            handle_mail, self.factory, data, self.clock(), self.settings, self.enqueue, "smtp", self.lookup
         )
         self.results.append(result)
-        # Accept even what is ignored: a bounce back to a calendar client helps nobody.
+        # Accept even what is held or ignored: a bounce back to a calendar client helps nobody.
         return "250 OK"

@@ -1,22 +1,34 @@
 """iMIP REPLY mails in the forms Outlook (Exchange), Google Calendar and Apple Calendar send them: their MIME
-structure, transfer encodings, PRODIDs and ATTENDEE parameters, for a given event UID and attendee."""
+structure, transfer encodings, PRODIDs and ATTENDEE parameters, for a given event UID and attendee; and what
+the way to the organiser adds to them: header fields on top (Authentication-Results, Reply-To), a DKIM
+signature by a key made here."""
 
 from __future__ import annotations
 
 import base64
 import quopri
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+
+from invites.compose import DkimKey
+
+ORGANIZER = "ORGANIZER;CN=VNG afdeling Utrecht:mailto:uitnodigingen@example.org"
 
 
 def _b64(text: str) -> str:
     return base64.encodebytes(text.encode()).decode().replace("\n", "\r\n")
 
 
-def _ics(uid: str, prodid: str, attendee: str, extra: str, method: str = "REPLY") -> str:
+def _ics(
+    uid: str, prodid: str, attendee: str, extra: str, method: str = "REPLY", organizer: bool = True
+) -> str:
     return (
         "BEGIN:VCALENDAR\r\n"
         f"PRODID:{prodid}\r\nVERSION:2.0\r\nMETHOD:{method}\r\n"
-        "BEGIN:VEVENT\r\n"
-        f"{attendee}\r\n"
+        "BEGIN:VEVENT\r\n" + (f"{ORGANIZER}\r\n" if organizer else "") + f"{attendee}\r\n"
         "DTSTART;TZID=Europe/Amsterdam:20180213T193000\r\nDTEND;TZID=Europe/Amsterdam:20180213T220000\r\n"
         f"UID:{uid}\r\nSEQUENCE:0\r\nDTSTAMP:20180120T101500Z\r\n{extra}"
         "END:VEVENT\r\nEND:VCALENDAR\r\n"
@@ -33,6 +45,8 @@ def outlook(
         "SUMMARY;LANGUAGE=nl-NL:Geaccepteerd: Inspiratiebijeenkomst Lokaal samenspel in verandering\r\n"
         "CLASS:PUBLIC\r\nPRIORITY:5\r\nTRANSP:OPAQUE\r\nSTATUS:CONFIRMED\r\n",
         method,
+        # Exchange leaves ORGANIZER out of its replies (nextcloud/server#53949).
+        organizer=False,
     )
     return (
         f"From: =?utf-8?Q?Zo=C3=AB_van_der_Berg?= <{sender or address}>\r\n"
@@ -104,3 +118,60 @@ def apple(uid: str, address: str, partstat: str = "TENTATIVE") -> bytes:
         + quopri.encodestring(ics.replace("\r\n", "\n").encode()).decode().replace("\n", "\r\n")
         + "\r\n--Apple-Mail=_1234--\r\n"
     ).encode()
+
+
+def with_headers(data: bytes, *lines: str) -> bytes:
+    """The mail with header fields added on top, in this order, as a server on the way adds its own."""
+    return "".join(f"{line}\r\n" for line in lines).encode() + data
+
+
+def with_from(data: bytes, value: str) -> bytes:
+    """The mail with the value of its From field replaced."""
+    return re.sub(rb"(?m)^From: [^\r\n]*", b"From: " + value.encode(), data, count=1)
+
+
+def authentication_results(results: str, authserv_id: str = "mx.example.org") -> str:
+    """An Authentication-Results field as the server `authserv_id` writes it."""
+    return f"Authentication-Results: {authserv_id};\r\n {results}"
+
+
+def body_of(data: bytes) -> bytes:
+    return data.split(b"\r\n\r\n", 1)[1]
+
+
+def head_of(data: bytes) -> bytes:
+    return data.split(b"\r\n\r\n", 1)[0]
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A sender's DKIM key (invites.compose's signer), and the TXT record that publishes it at `name`."""
+
+    key: DkimKey
+    record: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.key.selector}._domainkey.{self.key.domain}"
+
+    def sign(self, data: bytes) -> bytes:
+        """The mail with this key's DKIM-Signature on top."""
+        return self.key.sign(data)
+
+
+@cache
+def signing_key(domain: str, selector: str = "sel") -> SigningKey:
+    """A new 2048-bit RSA key for `domain` (openssl), made once per test process."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("openssl is needed to make a DKIM test key")
+    private = subprocess.run(
+        [openssl, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    public = subprocess.run(
+        [openssl, "pkey", "-pubout", "-outform", "DER"], input=private, check=True, capture_output=True
+    ).stdout
+    record = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+    return SigningKey(DkimKey(selector, domain, private), record)

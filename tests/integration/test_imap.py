@@ -1,4 +1,9 @@
-"""Reading inboxes over IMAP from a real IMAP server (Dovecot): calendar replies and bounce reports."""
+"""Reading inboxes over IMAP from a real IMAP server (Dovecot): calendar replies and bounce reports.
+
+A calendar reply read from the inbox counts only when the organisation's own mail server (mx.example.org
+here) authenticated its sender in the Authentication-Results it added; it is then deleted. Anything else
+stays in the inbox, marked as read: a held reply for the organiser to review, a person's question.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from tests.conftest import EVENT_FILE, NOW
 from tests.imap_server import Mailbox, dovecot
 from tests.integration.test_bounces import delivered, dsn
 from tests.integration.test_delivery import rows_by_address
-from tests.reply_samples import google, outlook
+from tests.integration.test_replies import OUR_SERVER, ar, assert_counted, invite, matrix
+from tests.reply_samples import google, outlook, with_headers
 
 
 @pytest.fixture
@@ -29,9 +35,15 @@ def mailbox() -> Iterator[Mailbox]:
 
 @pytest.fixture
 def reader(runtime: Any, mailbox: Mailbox) -> Iterator[Runtime]:
-    """A runtime whose settings name the test mailbox as both inboxes."""
+    """A runtime whose settings name the test mailbox as both inboxes, and trust our mail server's results."""
     reading = Runtime(
-        runtime.settings.model_copy(update={"reply_imap_url": mailbox.url, "bounce_imap_url": mailbox.url})
+        runtime.settings.model_copy(
+            update={
+                "reply_imap_url": mailbox.url,
+                "bounce_imap_url": mailbox.url,
+                "reply_authserv_ids": f"{OUR_SERVER}, mx2.example.org",
+            }
+        )
     )
     yield reading
     reading.engine.dispose()
@@ -44,8 +56,11 @@ def test_calendar_replies_are_read_from_the_organisers_inbox(
         event = load_event(session, parse_event_file(EVENT_FILE.read_bytes()), NOW).event
         import_list(session, event, b"email\nzoe@example.nl\nbram@example.nl\n", "l.csv", NOW)
         uid = event.ics_uid
-    mailbox.append(outlook(uid, "zoe@example.nl"))
-    mailbox.append(google(uid, "bram@example.nl"))
+    passed = ar("dmarc=pass header.from=example.nl")
+    mailbox.append(with_headers(outlook(uid, "zoe@example.nl"), passed))
+    mailbox.append(
+        with_headers(google(uid, "bram@example.nl"), ar("dkim=pass header.d=example.nl", "mx2.example.org"))
+    )
     question = b"From: anne@example.nl\r\nSubject: Parkeren?\r\n\r\nKan ik er parkeren?\r\n"
     mailbox.append(question)
 
@@ -60,6 +75,21 @@ def test_calendar_replies_are_read_from_the_organisers_inbox(
         "recorded replies are deleted; a person's question stays, marked as read"
     )
     assert reader.poll_replies(NOW) == 0, "nothing unseen is left to read"
+
+
+def test_only_replies_our_server_authenticated_count_and_the_rest_stay(
+    runtime: Any, mailbox: Mailbox, reader: Runtime
+) -> None:
+    sent = matrix(invite(runtime, [s.address for s in matrix("", "imap")]), "imap")
+    for s in sent:
+        mailbox.append(s.data)
+    assert reader.poll_replies(NOW) == len(sent)
+    assert_counted(runtime, sent, "imap")
+    left = mailbox.messages()
+    assert sorted(body for body, _ in left) == sorted(s.data for s in sent if not s.counts), (
+        "a recorded reply is deleted; a held one stays for a person to read"
+    )
+    assert all(seen for _, seen in left)
 
 
 def test_bounce_reports_are_read_from_the_bounce_mailbox(
