@@ -14,27 +14,15 @@ import io
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from invites.sink import free_port
-from invites.web.app import create_app
-from tests.conftest import ROOT, SignedInOrganiser, serve, wait_until
+from tests.conftest import ROOT, SignedInOrganiser, wait_until
+from tests.e2e.conftest import CHROMIUM
 
 playwright = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 EVENT_FILE = ROOT / "examples" / "lokaal-samenspel-2018.toml"
 SLUG = "lokaal-samenspel-2018"
@@ -61,24 +49,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium package is not installed"),
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
 ]
-
-
-@pytest.fixture
-def site(runtime: Any, start_worker: Any) -> Iterator[str]:
-    """The app on a port known in advance, so the links in the messages point at it; and a real worker."""
-    port = free_port()
-    runtime.settings.base_url = f"http://127.0.0.1:{port}"
-    start_worker()
-    with serve(create_app(runtime), port=port) as url:
-        yield url
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def read_like_a_person(page: Any) -> None:

@@ -11,7 +11,6 @@ one extra step.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -36,11 +35,11 @@ from invites.models import (
     Recipient,
     Suppression,
 )
-from invites.sink import free_port, stored_messages
+from invites.sink import stored_messages
 from invites.status import event_status
-from invites.web.app import create_app
-from tests.conftest import EVENT_FILE, SignedInOrganiser, serve, wait_until
-from tests.e2e.test_browser import ARGS, CHROMIUM, PERSON_AGENT, Journey, read_like_a_person
+from tests.conftest import EVENT_FILE, SignedInOrganiser, wait_until
+from tests.e2e.conftest import CHROMIUM
+from tests.e2e.test_browser import PERSON_AGENT, Journey, read_like_a_person
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -62,23 +61,6 @@ PRESSES = {
     "element.click()": lambda button: button.evaluate("b => b.click()"),
     "form.requestSubmit()": lambda button: button.evaluate("b => b.form.requestSubmit(b)"),
 }
-
-
-@pytest.fixture
-def site(runtime: Any, start_worker: Any) -> Iterator[str]:
-    port = free_port()
-    runtime.settings.base_url = f"http://127.0.0.1:{port}"
-    start_worker()
-    with serve(create_app(runtime), port=port) as url:
-        yield url
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def invitation_for(sink: Any, address: str) -> EmailMessage:
