@@ -129,12 +129,14 @@ def run_demo(
         if once:
             return
         beat = subprocess.Popen([sys.executable, "-m", "invites.cli", "beat", "--loglevel=WARNING"], env=env)
-        console.print("serving; press Ctrl-C to stop")
         import uvicorn
 
         from invites.web.app import create_app
 
-        uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+        # Built before the line is printed: a link opened right after it must find the app being served.
+        app = create_app(runtime)
+        console.print("serving; press Ctrl-C to stop")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         if beat is not None:
             stop_process(beat)
