@@ -145,6 +145,11 @@ def set_rsvp(
             request.headers.get("user-agent", ""),
             guests=body.guests,
             responses=body.responses,
+            # How it came: an organiser, signed in, said so (they phoned, or told them at the door).
+            evidence={
+                "recorded_by": getattr(getattr(request.state, "organiser", None), "email", ""),
+                "client": request.client.host if request.client else "",
+            },
         )
         notices = rsvp.queue_notices(session, invitation, outcome, runtime.settings, answered_at)
         session.commit()

@@ -72,6 +72,7 @@ def test_an_organiser_records_an_answer_and_a_confirmation_is_queued(
         entries = history.json()["history"]
         assert [(e["answer"], e["source"]) for e in entries] == [("accepted", "organiser")] * 2
         assert entries[0]["detail"]["guests"] == 0
+        assert entries[0]["detail"]["evidence"]["recorded_by"] == organiser.email, "how it came"
         assert history.json()["answer"] == "accepted"
     with runtime.sessions() as session:
         queued = session.execute(
