@@ -96,9 +96,11 @@ def hold(session: Session, items: Iterable[Held], now: datetime) -> list[int]:
     return [row.id for row in rows]
 
 
-def replace_held(session: Session, invitation_ids: Iterable[int], now: datetime) -> None:
-    """A person's answer was recorded: the held answers of these invitations are replaced by it."""
-    _replace(session, invitation_ids, HeldKind.ANSWER, now)
+def replace_held(
+    session: Session, invitation_ids: Iterable[int], now: datetime, kind: HeldKind = HeldKind.ANSWER
+) -> None:
+    """A person's answer (or unsubscribe) was carried out: the held ones of these invitations are replaced."""
+    _replace(session, invitation_ids, kind, now)
 
 
 def _replace(session: Session, invitation_ids: Iterable[int], kind: HeldKind, now: datetime) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from invites import evidence
 from invites.errors import NotFound
-from invites.held import Held, delivered_at, hold
+from invites.held import Held, delivered_at, hold, replace_held
 from invites.models import AnswerSource, Event, HeldKind, Invitation, Recipient, Suppression
 from invites.suppression import suppress
 from invites.tokens import split_token
@@ -92,6 +92,7 @@ def unsubscribe_from_page(
     proof = evidence.gather(secret, token, fields, client, user_agent, delivered, now)
     judgement = evidence.judge(proof)
     if judgement.person:
+        replace_held(session, [subscriber.invitation_id], now, HeldKind.UNSUBSCRIBE)
         return unsubscribe(session, secret, token, now), judgement
     held = Held(
         invitation_id=subscriber.invitation_id,

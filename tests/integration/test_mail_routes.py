@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,10 +19,10 @@ from sqlalchemy import select
 from invites import db
 from invites.eventfile import parse_event_file
 from invites.events import get_event, load_event
-from invites.models import Invitation, Recipient, Suppression
+from invites.models import HeldAnswer, HeldKind, HeldState, Invitation, Recipient, Suppression
 from invites.sink import stored_messages
 from invites.unsubscribe import unsubscribe_token
-from tests.conftest import EVENT_FILE, NOW, ROOT, run_cli, settings_env, wait_until
+from tests.conftest import EVENT_FILE, NOW, ROOT, as_person, run_cli, settings_env, wait_until
 
 SLUG = "lokaal-samenspel-2018"
 ADDRESS = "zoe@example.org"
@@ -161,3 +162,26 @@ def test_send_test_without_smtp_url_uses_the_local_sink(settings: Any, guest: Gu
     assert "the local sink" in result.stdout
     [message] = stored(settings.outbox_dir, 1)
     assert message["Subject"].startswith("[TEST] Uitnodiging: ")
+
+
+def test_a_scanner_pressing_the_unsubscribe_button_unsubscribes_nobody(
+    web: str, runtime: Any, settings: Any, guest: Guest
+) -> None:
+    path = f"/u/{guest.unsubscribe}"
+    with httpx.Client(base_url=web) as client:
+        page = client.get(path).text
+        fields = dict(re.findall(r'name="(served|evidence)" value="([^"]*)"', page))
+        assert set(fields) == {"served", "evidence"}, "the page's form carries its stamp"
+        # A gateway presses at once, from its script, with no pointer path before it.
+        pressed = client.post(path, data={**fields, "evidence": "js;m=0;k=0;w=0;t=0;p=0"})
+        assert pressed.status_code == 202 and "Nog één stap" in pressed.text
+        assert suppressed(runtime) == [], "held, not carried out"
+        with runtime.sessions() as session:
+            held = session.scalars(select(HeldAnswer)).one()
+        assert (held.kind, held.state) == (HeldKind.UNSUBSCRIBE, HeldState.HELD) and held.reason
+        # The person reads the page and presses the button themselves.
+        person = client.post(path, data=as_person(settings, guest.unsubscribe, {}))
+        assert person.status_code == 200 and "Afgemeld" in person.text
+        assert suppressed(runtime) == [(ADDRESS, "unsubscribed")]
+        with runtime.sessions() as session:
+            assert session.scalars(select(HeldAnswer.state)).one() == HeldState.REPLACED
