@@ -59,7 +59,7 @@ class WebAnswer:
     # The page's fields `served`, `evidence` and `step` (invites.evidence.gather reads them).
     proof: dict[str, str] = field(default_factory=dict)
 
-    def evidence(self, secret: str, delivered: datetime | None, now: datetime) -> evidence.Evidence:
+    def gather_evidence(self, secret: str, delivered: datetime | None, now: datetime) -> evidence.Evidence:
         return evidence.gather(secret, self.token, self.proof, self.client, self.user_agent, delivered, now)
 
 
@@ -110,7 +110,7 @@ def record_one(
     Raises InputError when it breaks a rule, after which the caller rolls back.
     """
     chosen = rsvp.parse_answer(answer.answer)
-    proof = answer.evidence(
+    proof = answer.gather_evidence(
         settings.secret_key, delivered_at(session, [_person(invitation)]).get(invitation.id), now
     )
     judgement = evidence.judge(proof)
@@ -228,7 +228,7 @@ def _record_batch(
         except InputError:
             verdicts.append(Verdict.REFUSED)
             continue
-        proof = item.evidence(settings.secret_key, delivered.get(invitee.id), now)
+        proof = item.gather_evidence(settings.secret_key, delivered.get(invitee.id), now)
         judgement = evidence.judge(proof)
         if not judgement.person:
             held[invitee.id] = _held(
