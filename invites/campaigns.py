@@ -156,6 +156,13 @@ def plan_campaign(session: Session, event: Event, kind: str, segment: Segment | 
     return SendPlan(kind, segment, selected, recipients, already, selected - recipients)
 
 
+def _event(session: Session, slug: str) -> Event:
+    event = session.scalar(select(Event).where(Event.slug == slug))
+    if event is None:
+        raise InputError(f"no event with slug {slug!r}")
+    return event
+
+
 def start_campaign(
     factory: sessionmaker[Session],
     event_slug: str,
@@ -173,9 +180,7 @@ def start_campaign(
     adds no second row for anybody: the idempotency key is unique.
     """
     with factory() as session, session.begin():
-        event = session.scalar(select(Event).where(Event.slug == event_slug))
-        if event is None:
-            raise InputError(f"no event with slug {event_slug!r}")
+        event = _event(session, event_slug)
         _check_kind(event, kind)
         check_templates(event, kind, templates, settings, now)
         campaign = Campaign(
@@ -290,6 +295,73 @@ def _insert_missing(session: Session, rows: list[dict[str, object]]) -> int:
         statement = insert(OutboundMessage).on_conflict_do_nothing(index_elements=["idempotency_key"])
         session.connection().execute(statement, rows[start : start + 500])
     return len(rows) - existing
+
+
+class NothingToSend(InputError):
+    """A send that would reach nobody new: everyone it selects has the message already, or nobody is
+    selected. `plan` says which."""
+
+    def __init__(self, plan: SendPlan) -> None:
+        why = (
+            f"all {plan.recipients} recipients have this message already"
+            if plan.recipients
+            else "the segment reaches nobody"
+        )
+        super().__init__(f"{why}; nothing was sent")
+        self.plan = plan
+
+
+class CountChanged(InputError):
+    """The organiser confirmed a send to one number of people, and it would now reach another."""
+
+    def __init__(self, plan: SendPlan, expected: int) -> None:
+        super().__init__(f"the send would now reach {plan.new} people, not the {expected} confirmed")
+        self.plan = plan
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What `send_campaign` did: the plan it counted, and unless it was a dry run, the campaign it started
+    and how many of its rows were handed to the workers."""
+
+    plan: SendPlan
+    started: StartedCampaign | None = None
+    handed: int = 0
+
+
+def send_campaign(
+    factory: sessionmaker[Session],
+    slug: str,
+    kind: str,
+    settings: Settings,
+    templates: TemplateSet,
+    enqueue: Enqueue,
+    now: datetime,
+    segment: Segment | None = None,
+    *,
+    dry_run: bool = False,
+    confirmed: int | None = None,
+    allow_empty: bool = False,
+) -> Sent:
+    """The use case of sending a message to an event's audience, for the web page, the API, the CLI and the
+    demo alike: count who it reaches, then (unless `dry_run`) create the campaign and its outbox rows, commit,
+    and hand the rows to the workers.
+
+    Raises InputError for an unknown event or a kind that cannot be sent now, NothingToSend when
+    it would reach nobody new (unless `allow_empty`), and CountChanged when the organiser `confirmed` another
+    number than it would now reach. Nothing is created when it raises.
+    """
+    with factory() as session:
+        # The count's read ends with this session: on SQLite an open read would keep the send from committing.
+        plan = plan_campaign(session, _event(session, slug), kind, segment)
+    if dry_run:
+        return Sent(plan)
+    if plan.new == 0 and not allow_empty:
+        raise NothingToSend(plan)
+    if confirmed is not None and plan.new != confirmed:
+        raise CountChanged(plan, confirmed)
+    started = start_campaign(factory, slug, kind, settings, templates, now, segment)
+    return Sent(plan, started, enqueue_queued(factory, started.scope, enqueue, settings.batch_size))
 
 
 def queued_ids(factory: sessionmaker[Session], scope: MessageScope) -> Iterator[list[int]]:

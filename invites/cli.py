@@ -314,15 +314,24 @@ def send(
         return
     segment = segment_from(role, municipality, tag, language, attended_previous)
     try:
-        started = campaigns.start_campaign(
-            runtime.sessions, slug, kind, runtime.settings, runtime.templates, now(), segment
+        sent = campaigns.send_campaign(
+            runtime.sessions,
+            slug,
+            kind,
+            runtime.settings,
+            runtime.templates,
+            runtime.enqueue,
+            now(),
+            segment,
+            allow_empty=True,
         )
     except InputError as exc:
         raise fail(str(exc)) from exc
-    handed = campaigns.enqueue_queued(
-        runtime.sessions, started.scope, runtime.enqueue, runtime.settings.batch_size
+    started = sent.started
+    assert started is not None  # not a dry run: a campaign was started
+    out.print(
+        f"campaign {started.campaign_id}: {started.total} recipients, {sent.handed} queued for the workers"
     )
-    out.print(f"campaign {started.campaign_id}: {started.total} recipients, {handed} queued for the workers")
     if wait:
         counts = wait_for_delivery(runtime, started.scope, timeout, quiet=False)
         out.print(f"sent {counts['sent']}, failed {counts['failed']}, of {counts['total']}")

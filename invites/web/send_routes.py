@@ -329,29 +329,32 @@ def send_confirmed(
     context["campaigns"] = _campaign_rows(session, event, lang)
     try:
         segment = segment_query(role, _split(municipality), _split(tag), language_, attended_previous)
-        plan = campaigns.plan_campaign(session, event, kind, segment)
-    except (HTTPException, InputError) as exc:
-        context["error"] = exc.detail if isinstance(exc, HTTPException) else str(exc)
+    except HTTPException as exc:
+        context["error"] = exc.detail
         return render(request, "send.html", context, status_code=400)
-    confirmed = _confirm_context(context, plan, lang)
-    if plan.new == 0:
+    # The page's reads end here: on SQLite an open read would keep the send from committing.
+    session.rollback()
+    try:
+        sent = campaigns.send_campaign(
+            rt.sessions, slug, kind, rt.settings, rt.templates, rt.enqueue, now(), segment, confirmed=confirm
+        )
+    except campaigns.NothingToSend as exc:
+        confirmed = _confirm_context(context, exc.plan, lang)
         confirmed["error"] = translate("Er is niemand om dit bericht nu naar te sturen.", lang)
         return render(request, "send_confirm.html", confirmed, status_code=400)
-    if plan.new != confirm:
+    except campaigns.CountChanged as exc:
+        confirmed = _confirm_context(context, exc.plan, lang)
         confirmed["error"] = translate(
             "Het aantal ontvangers is veranderd sinds u keek: nu {n}. Controleer het en bevestig opnieuw.",
             lang,
-            n=plan.new,
+            n=exc.plan.new,
         )
         return render(request, "send_confirm.html", confirmed, status_code=409)
-    # The count's read ends here: on SQLite an open read would keep the send from committing.
-    session.rollback()
-    try:
-        started = campaigns.start_campaign(rt.sessions, slug, kind, rt.settings, rt.templates, now(), segment)
     except InputError as exc:
-        confirmed["error"] = str(exc)
-        return render(request, "send_confirm.html", confirmed, status_code=400)
-    campaigns.enqueue_queued(rt.sessions, started.scope, rt.enqueue, rt.settings.batch_size)
+        context["error"] = str(exc)
+        return render(request, "send.html", context, status_code=400)
+    started = sent.started
+    assert started is not None  # not a dry run: a campaign was started
     return RedirectResponse(f"/events/{slug}/campaigns/{started.campaign_id}", status_code=303)
 
 

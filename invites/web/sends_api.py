@@ -148,7 +148,9 @@ def start_send(
 ) -> SendOut:
     """Send a message to a segment of the audience (201, with the campaign's URL in Location), or with
     `dry_run` count who it would reach (200). Nobody gets the same message twice: who has it is skipped."""
-    event = _event(session, slug)
+    _event(session, slug)  # 404 for an unknown event
+    # The lookup's read ends here: on SQLite an open read would keep the send below from committing.
+    session.rollback()
     try:
         segment = Segment.parse(
             body.roles,
@@ -157,11 +159,24 @@ def start_send(
             [str(x) for x in body.languages],
             body.attended_previous,
         )
-        plan = campaigns.plan_campaign(session, event, body.kind, segment)
+        sent = campaigns.send_campaign(
+            runtime.sessions,
+            slug,
+            body.kind,
+            runtime.settings,
+            runtime.templates,
+            runtime.enqueue,
+            datetime.now(UTC),
+            segment,
+            dry_run=body.dry_run,
+        )
+    except campaigns.NothingToSend as exc:
+        raise HTTPException(409, str(exc)) from exc
     except InputError as exc:
         raise HTTPException(400, str(exc)) from exc
+    plan = sent.plan
     result = SendOut(
-        event=event.slug,
+        event=slug,
         kind=body.kind,
         segment=_segment_out(segment.as_dict()),
         dry_run=body.dry_run,
@@ -171,33 +186,10 @@ def start_send(
         already_sent=plan.already,
         new=plan.new,
     )
-    # The count's read ends here: on SQLite an open read would keep the send below from committing.
-    session.rollback()
-    if body.dry_run:
+    started, queued = sent.started, sent.handed
+    if started is None:
         response.status_code = 200
         return result
-    if plan.new == 0:
-        why = (
-            f"all {plan.recipients} recipients have this message already"
-            if plan.recipients
-            else "the segment reaches nobody"
-        )
-        raise HTTPException(409, f"{why}; nothing was sent")
-    try:
-        started = campaigns.start_campaign(
-            runtime.sessions,
-            slug,
-            body.kind,
-            runtime.settings,
-            runtime.templates,
-            datetime.now(UTC),
-            segment,
-        )
-    except InputError as exc:
-        raise HTTPException(400, str(exc)) from exc
-    queued = campaigns.enqueue_queued(
-        runtime.sessions, started.scope, runtime.enqueue, runtime.settings.batch_size
-    )
     url = f"/api/v1/campaigns/{started.campaign_id}"
     response.headers["Location"] = url
     return result.model_copy(
