@@ -18,9 +18,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites.audience import Person, Rejection, RowReader, Table, as_json, open_table
-from invites.errors import InputError
+from invites.errors import InputError, TooLarge
+from invites.events import get_event
 from invites.models import Event, ImportJob, Invitation, InvitationSource, Recipient
 from invites.reference import match_municipality
+from invites.settings import Settings
 from invites.suppression import suppressed_among
 from invites.tokens import new_public_id
 
@@ -287,10 +289,52 @@ def queue_import(
             if size > max_bytes:
                 out.close()
                 target.unlink()
-                raise InputError(f"{filename}: the file is over the limit of {max_bytes:,} bytes")
+                raise TooLarge(f"{filename}: the file is over the limit of {max_bytes:,} bytes")
             out.write(chunk)
     job.counts = {"bytes": size}
     return job
+
+
+def submit_import(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    slug: str,
+    stream: IO[bytes],
+    filename: str,
+    enqueue: Callable[[int], None],
+    now: datetime,
+    *,
+    strict: bool = False,
+    sheet: str | None = None,
+) -> int:
+    """The use case of uploading a list, for the web page and the API alike: store the upload, refuse a file
+    no import could read (check_upload), commit a queued import job, then hand its id to a worker
+    (`enqueue`). Returns the job's id.
+
+    Raises NotFound for an unknown event, TooLarge over INVITES_IMPORT_MAX_BYTES, InputError for a file no
+    import could read; then nothing is kept.
+    """
+    with factory() as session:
+        try:
+            job = queue_import(
+                session,
+                get_event(session, slug),
+                stream,
+                filename,
+                settings.var_dir,
+                now,
+                strict=strict,
+                sheet=sheet,
+                max_bytes=settings.import_max_bytes,
+            )
+            check_upload(settings.var_dir, job, sheet)
+            job_id = job.id
+            session.commit()
+        except InputError:
+            session.rollback()
+            raise
+    enqueue(job_id)
+    return job_id
 
 
 def check_upload(var_dir: Path, job: ImportJob, sheet: str | None = None) -> None:

@@ -117,6 +117,11 @@ class Runtime:
 
         enqueue_batch(ids)
 
+    def enqueue_import(self, job_id: int) -> None:
+        from workers.import_tasks import import_list  # as `enqueue`: the Celery app loads only where needed
+
+        import_list.delay(job_id)
+
     def deliver(self, ids: Sequence[int], clock: Callable[[], datetime]) -> delivery.BatchResult:
         """Deliver a batch on this process's event loop, through its pooled connections."""
         pool = self.pool

@@ -14,10 +14,10 @@ from fastapi.responses import Response
 from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
-from invites.errors import InputError, NotFound
+from invites.errors import InputError, NotFound, TooLarge
 from invites.events import get_event
 from invites.exports import export_bytes
-from invites.imports import queue_import
+from invites.imports import submit_import
 from invites.models import Event, ImportJob
 from invites.progress import ImportProgress
 from invites.rsvp import parse_answer
@@ -82,29 +82,27 @@ def upload_list(
     sheet: Annotated[str | None, Form(max_length=100, pattern=NO_NUL)] = None,
 ) -> ImportQueued:
     """Store the upload and queue its import for a worker; its URL tells the progress, then the report."""
-    event = _event(session, slug)
+    _event(session, slug)  # 404 for an unknown event
+    session.close()  # the upload is a transaction of its own
     try:
-        job = queue_import(
-            session,
-            event,
+        job_id = submit_import(
+            runtime.sessions,
+            runtime.settings,
+            slug,
             file.file,
             file.filename or "upload.csv",
-            runtime.settings.var_dir,
+            runtime.enqueue_import,
             datetime.now(UTC),
             strict=strict,
             sheet=sheet or None,
-            max_bytes=runtime.settings.import_max_bytes,
         )
-        session.commit()
+    except TooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
     except InputError as exc:
-        session.rollback()
-        raise HTTPException(413 if "over the limit" in str(exc) else 400, str(exc)) from exc
-    from workers.import_tasks import import_list  # the Celery app loads only where work is enqueued
-
-    import_list.delay(job.id)
-    url = f"/api/v1/imports/{job.id}"
+        raise HTTPException(400, str(exc)) from exc
+    url = f"/api/v1/imports/{job_id}"
     response.headers["Location"] = url
-    return ImportQueued(job=job.id, status=job.status, url=url)
+    return ImportQueued(job=job_id, status="queued", url=url)
 
 
 @router.get("/imports/{job_id}", responses=problems(404), response_model_exclude_none=True)

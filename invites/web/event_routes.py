@@ -24,7 +24,7 @@ from invites.errors import InputError, NotFound
 from invites.eventfile import EventSpec, parse_event_file
 from invites.eventform import DEFAULTS, FIELDS, FormError, event_tables, form_values, spec_from_form
 from invites.events import CALENDAR_FIELDS, get_event, load_event
-from invites.imports import check_upload, queue_import
+from invites.imports import submit_import
 from invites.models import Event, ImportJob
 from invites.progress import ImportProgress
 from invites.rendering import CHANGE_WORDS, join_words
@@ -226,32 +226,18 @@ def upload_page(request: Request, slug: str, session: SessionDep) -> HTMLRespons
 
 
 def _queue(rt: Runtime, slug: str, upload: UploadFile, strict: bool, sheet: str | None) -> int:
-    """Store the list and queue its import (as POST /api/v1/events/{slug}/imports does), after refusing a
-    file no import could read. Returns the import job's id."""
-    with rt.sessions() as session:
-        event = get_event(session, slug)
-        try:
-            job = queue_import(
-                session,
-                event,
-                upload.file,
-                upload.filename or "upload.csv",
-                rt.settings.var_dir,
-                datetime.now(UTC),
-                strict=strict,
-                sheet=sheet,
-                max_bytes=rt.settings.import_max_bytes,
-            )
-            check_upload(rt.settings.var_dir, job, sheet)
-            job_id = job.id
-            session.commit()
-        except InputError:
-            session.rollback()
-            raise
-    from workers.import_tasks import import_list  # the Celery app loads only where work is enqueued
-
-    import_list.delay(job_id)
-    return job_id
+    """Store the list and queue its import, as the API's upload does (imports.submit_import)."""
+    return submit_import(
+        rt.sessions,
+        rt.settings,
+        slug,
+        upload.file,
+        upload.filename or "upload.csv",
+        rt.enqueue_import,
+        datetime.now(UTC),
+        strict=strict,
+        sheet=sheet,
+    )
 
 
 def _upload_error(rt: Runtime, slug: str) -> tuple[Event, list[ImportJob]]:
