@@ -42,10 +42,12 @@ def worker_command(*options: str) -> list[str]:
 
 
 def start_worker(env: dict[str, str], concurrency: int = 2) -> subprocess.Popen[bytes]:
+    # No cwd of its own: the worker imports `workers` from wherever it is installed (site-packages, or the
+    # source tree for the editable install), and shares the demo's working directory, so that a relative
+    # INVITES_VAR_DIR means the same folder in both processes.
     return subprocess.Popen(
         worker_command(f"--concurrency={concurrency}", "--loglevel=WARNING"),
         env=env,
-        cwd=str(project_dir("workers").parent),
     )
 
 

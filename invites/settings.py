@@ -171,7 +171,17 @@ def get_settings() -> Settings:
     return check_production(Settings())
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
 def project_dir(name: str) -> Path:
-    """A top-level folder of the project (templates/, examples/): beside the package, else in the cwd."""
-    beside = Path(__file__).resolve().parent.parent / name
-    return beside if beside.is_dir() else Path.cwd() / name
+    """A data folder of the project (templates/, examples/), never looked for in the working directory.
+
+    An installed wheel carries it inside the package (pyproject.toml maps it in as invites/<name>); in the
+    source tree, where the editable install runs from, it is the top-level folder beside invites/.
+    """
+    installed, source = PACKAGE_DIR / name, PACKAGE_DIR.parent / name
+    for folder in (installed, source):
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"the project's {name}/ folder is neither at {installed} nor at {source}")
