@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 from invites.audience import check_address
 from invites.errors import InputError
 from invites.models import Event, EventStatus, Invitation, InvitationSource, Recipient
+from invites.outbox import queue_personal
 from invites.reference import match_municipality, match_role
+from invites.settings import Settings
 from invites.suppression import suppressed_among
 from invites.tokens import new_public_id
 
@@ -150,3 +152,22 @@ def register(
         session.flush()
     # Already invited or registered: mail the personal link again, whatever state it is in.
     return Registered(invitation.id, mail=True)
+
+
+def register_and_mail(
+    session: Session,
+    settings: Settings,
+    event: Event,
+    form: RegistrationForm,
+    now: datetime,
+    referred_by: Invitation | None = None,
+) -> int | None:
+    """The use case of the "Aanmelden" form: record the registration (`register`) and queue the mail with
+    its personal link, the double opt-in. Returns the outbox row to enqueue after the caller commits; None
+    when nothing may be mailed (a bot, a suppressed address)."""
+    registered = register(session, event, form, now, referred_by)
+    if not registered.mail or registered.invitation_id is None:
+        return None
+    invitation = session.get_one(Invitation, registered.invitation_id)
+    cause = f"reg-{now:%Y%m%d%H%M%S%f}"
+    return queue_personal(session, "registration-confirmation", invitation, cause, settings, now)

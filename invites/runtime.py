@@ -21,6 +21,7 @@ from invites.embedded import client_for
 from invites.locks import once_per
 from invites.mailbox import ImapTarget, poll_imap
 from invites.mailer import SmtpPool
+from invites.ratelimit import RateLimiter
 from invites.rendering import TemplateSet
 from invites.settings import Settings, SmtpTarget, get_settings
 from invites.throttle import Limits, Throttle, resolve_limits
@@ -73,6 +74,14 @@ class Runtime:
                 "start the worker with `invites worker`, which starts the sink"
             )
         return target
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """This process's rate limits (RSVP pages, sign-in, registration), counted in the shared Redis."""
+        settings = self.settings
+        return RateLimiter(
+            client_for(broker_url(settings)), settings.rsvp_client_limit, namespace=settings.queue
+        )
 
     @cached_property
     def limits(self) -> Limits:

@@ -14,11 +14,10 @@ from starlette.concurrency import run_in_threadpool
 from invites import answers, evidence, registration, rsvp
 from invites.answers import Verdict
 from invites.compose import Composer
-from invites.embedded import client_for
 from invites.errors import InputError, NotFound
 from invites.ratelimit import RateLimiter
 from invites.rendering import event_context
-from invites.runtime import Runtime, broker_url
+from invites.runtime import Runtime
 from invites.settings import get_settings, project_dir
 from invites.web import (
     answer_batches,
@@ -66,14 +65,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         return HTMLResponse(html, headers={"Content-Security-Policy": docs_csp(html)})
 
     app.state.runtime = runtime
-    app.state.limiter = None
     app.state.development = settings.env == "development"
     auth.install(app, settings)
     install_error_pages(app)
 
     def answer_context() -> tuple[Runtime, RateLimiter]:
         rt = app.state.runtime or Runtime.current()
-        return rt, limiter(rt)
+        return rt, rt.limiter
 
     # Added before SecurityHeaders, so inside it: its answers carry the same headers as every other.
     app.add_middleware(answer_batches.AnswerFastPath, batcher=answer_batches.AnswerBatcher(answer_context))
@@ -104,16 +102,6 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
-
-    def limiter(rt: Runtime) -> RateLimiter:
-        if app.state.limiter is None:
-            app.state.limiter = RateLimiter(
-                client_for(broker_url(rt.settings)),
-                rt.settings.rsvp_client_limit,
-                namespace=rt.settings.queue,
-            )
-        limiter: RateLimiter = app.state.limiter
-        return limiter
 
     def too_many(request: Request) -> HTMLResponse:
         return page(
@@ -178,7 +166,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     ) -> HTMLResponse:
         # Link scanners fetch this page: it never changes an answer. A GET is logged as an open, flagged
         # when it looks like a scanner; a HEAD is not even that.
-        if not limiter(rt).allow_rsvp(request.client.host if request.client else "?", token):
+        if not rt.limiter.allow_rsvp(request.client.host if request.client else "?", token):
             return too_many(request)
         try:
             view = rsvp.find_by_token(session, rt.settings.secret_key, token)
@@ -200,7 +188,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         verdict = request.scope.get(answer_batches.VERDICT)
         if verdict == Verdict.LIMITED or (
             verdict is None
-            and not limiter(rt).allow_rsvp(request.client.host if request.client else "?", token)
+            and not rt.limiter.allow_rsvp(request.client.host if request.client else "?", token)
         ):
             return too_many(request)
         with rt.sessions() as session:

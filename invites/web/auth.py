@@ -27,9 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from invites import accounts
-from invites.embedded import client_for
-from invites.ratelimit import Limit, RateLimiter
-from invites.runtime import Runtime, broker_url
+from invites.ratelimit import Limit
+from invites.runtime import Runtime
 from invites.settings import Settings
 from invites.web.deps import RuntimeDep
 from invites.web.pages import LANGUAGES, render, translate
@@ -175,16 +174,6 @@ def safe_next(target: str) -> str:
 router = APIRouter(include_in_schema=False)
 
 
-def _limiter(request: Request, rt: Runtime) -> RateLimiter:
-    limiter = getattr(request.app.state, "signin_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.signin_limiter = RateLimiter(
-            client_for(broker_url(rt.settings)), namespace=rt.settings.queue
-        )
-    assert isinstance(limiter, RateLimiter)
-    return limiter
-
-
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
     return render(request, "login.html", {"next": safe_next(next), "email": "", "error": ""})
@@ -220,7 +209,7 @@ async def login(
     lang = request.session.get("lang", "nl")
     client = request.client.host if request.client else "?"
     address = email.strip().lower()[:320]
-    limiter = _limiter(request, rt)
+    limiter = rt.limiter
     context = {"next": safe_next(next), "email": email}
     # Only failed attempts count, per client and per address: guessing stops, signing in never does.
     blocked = await run_in_threadpool(

@@ -9,14 +9,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
 from invites import registration, rsvp
-from invites.embedded import client_for
 from invites.errors import InputError, NotFound
 from invites.events import get_event
 from invites.models import Event, Invitation
-from invites.outbox import queue_personal
-from invites.ratelimit import Limit, RateLimiter
+from invites.ratelimit import Limit
 from invites.reference import municipalities, roles
-from invites.runtime import broker_url
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import templates as pages
 
@@ -81,22 +78,19 @@ def register_submit(
     except NotFound:
         return pages.TemplateResponse(request, "not_found.html", {"lang": "nl"}, status_code=404)
     client = request.client.host if request.client else "?"
-    limiter = RateLimiter(client_for(broker_url(runtime.settings)), namespace=runtime.settings.queue)
-    if not limiter.allow(REGISTER, f"{client}:{event.ics_uid}"):
+    if not runtime.limiter.allow(REGISTER, f"{client}:{event.ics_uid}"):
         context = _context(event, now, via, error="U hebt zich te vaak aangemeld. Probeer het later opnieuw.")
         return pages.TemplateResponse(request, "register.html", context, status_code=429)
     form = registration.RegistrationForm(name, email, role, municipality, organisation, "nl", website)
     try:
-        registered = registration.register(
-            session, event, form, now, _referrer(session, runtime.settings.secret_key, event, via)
+        queued = registration.register_and_mail(
+            session,
+            runtime.settings,
+            event,
+            form,
+            now,
+            _referrer(session, runtime.settings.secret_key, event, via),
         )
-        queued = None
-        if registered.mail and registered.invitation_id is not None:
-            invitation = session.get_one(Invitation, registered.invitation_id)
-            cause = f"reg-{now:%Y%m%d%H%M%S%f}"
-            queued = queue_personal(
-                session, "registration-confirmation", invitation, cause, runtime.settings, now
-            )
         session.commit()
     except InputError as exc:
         session.rollback()
