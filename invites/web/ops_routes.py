@@ -1,15 +1,30 @@
-"""Operations: /readyz (can this process reach its dependencies?) and /metrics (Prometheus)."""
+"""Operations: /healthz (is this process up?), /readyz (can it reach its dependencies?), /metrics
+(Prometheus), and the API's documentation (/docs)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from invites import health, metrics
 from invites.web.deps import RuntimeDep
+from invites.web.security import docs_csp
 
 router = APIRouter()
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/docs", include_in_schema=False)
+def api_docs() -> HTMLResponse:
+    """Swagger UI, under a policy of its own: FastAPI's default page would be blocked by ours."""
+    html = bytes(get_swagger_ui_html(openapi_url="/openapi.json", title="invites API").body).decode()
+    return HTMLResponse(html, headers={"Content-Security-Policy": docs_csp(html)})
 
 
 @router.get("/readyz")
