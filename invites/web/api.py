@@ -12,13 +12,12 @@ from fastapi import Depends, File, Form, HTTPException, Query, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import StringConstraints
-from sqlalchemy.orm import Session
 
-from invites.errors import InputError, NotFound, TooLarge
+from invites.errors import InputError, TooLarge
 from invites.events import get_event
 from invites.exports import export_bytes
 from invites.imports import submit_import
-from invites.models import Event, ImportJob
+from invites.models import ImportJob
 from invites.progress import ImportProgress
 from invites.rsvp import parse_answer
 from invites.segments import Segment, coverage
@@ -48,13 +47,6 @@ RowId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 Texts = list[Annotated[str, StringConstraints(pattern=NO_NUL, max_length=200)]] | None
 
 
-def _event(session: Session, slug: str) -> Event:
-    try:
-        return get_event(session, slug)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-
-
 def segment_query(
     role: Annotated[Texts, Query(description="role name or key, repeatable")] = None,
     municipality: Annotated[Texts, Query(description="name or CBS code, repeatable")] = None,
@@ -82,7 +74,7 @@ def upload_list(
     sheet: Annotated[str | None, Form(max_length=100, pattern=NO_NUL)] = None,
 ) -> ImportQueued:
     """Store the upload and queue its import for a worker; its URL tells the progress, then the report."""
-    _event(session, slug)  # 404 for an unknown event
+    get_event(session, slug)  # 404 for an unknown event
     session.close()  # the upload is a transaction of its own
     try:
         job_id = submit_import(
@@ -127,7 +119,7 @@ def audience(slug: Slug, session: SessionDep, segment: SegmentDep) -> Coverage:
 
     `totals.all.invited` is how many people the segment selects.
     """
-    return Coverage.model_validate(coverage(session, _event(session, slug), segment))
+    return Coverage.model_validate(coverage(session, get_event(session, slug), segment))
 
 
 @router.get(
@@ -152,7 +144,7 @@ def export(
     """The audience with its answers as CSV or Excel, with formulas in cells neutralised."""
     if fmt not in EXPORT_TYPES:
         raise HTTPException(404, "export as .csv or .xlsx")
-    event = _event(session, slug)
+    event = get_event(session, slug)
     return Response(
         export_bytes(session, event, fmt, segment),
         media_type=EXPORT_TYPES[fmt],
@@ -163,7 +155,7 @@ def export(
 @router.get("/events/{slug}/timeline", responses=problems(404))
 def answers_timeline(slug: Slug, session: SessionDep) -> list[TimelineDay]:
     """The answers as they stood at the end of each day that anything changed."""
-    return [TimelineDay.model_validate(day) for day in timeline(session, _event(session, slug))]
+    return [TimelineDay.model_validate(day) for day in timeline(session, get_event(session, slug))]
 
 
 @router.get("/events/{slug}/attendees", responses=problems(400, 404))
@@ -179,5 +171,5 @@ def attendee_list(
     except InputError as exc:
         raise HTTPException(400, str(exc)) from exc
     return [
-        Attendee.model_validate(row) for row in attendees(session, _event(session, slug), chosen, segment)
+        Attendee.model_validate(row) for row in attendees(session, get_event(session, slug), chosen, segment)
     ]

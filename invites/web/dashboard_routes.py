@@ -70,13 +70,6 @@ ANSWER_FILTERS = {
 }
 
 
-def _event(session: Session, slug: str) -> Event | None:
-    try:
-        return get_event(session, slug)
-    except NotFound:
-        return None
-
-
 def _not_found(request: Request) -> HTMLResponse:
     return render(request, "not_found.html", {}, status_code=404)
 
@@ -171,9 +164,7 @@ def _counts_context(session: Session, event: Event) -> dict[str, Any]:
 @router.get("/events/{slug}", response_class=HTMLResponse)
 def overview(request: Request, slug: str, session: SessionDep, measure: str = "accepted") -> HTMLResponse:
     """The event's dashboard: live counts, answers over time, coverage, and what went wrong."""
-    event = _event(session, slug)
-    if event is None:
-        return _not_found(request)
+    event = get_event(session, slug)
     lang = language(request)
     measure = measure if measure in MEASURES else "accepted"
     context = {
@@ -202,9 +193,7 @@ def decide_held(
     decision: Annotated[str, Form()] = "",
 ) -> Response:
     """The organiser accepts a held answer as the person's, or rejects it; then back to the overview."""
-    event = _event(session, slug)
-    if event is None:
-        return _not_found(request)
+    event = get_event(session, slug)
     session.close()  # the decision is a transaction of its own (invites.review.decide)
     if decision not in ("accept", "reject"):
         return render(
@@ -236,9 +225,7 @@ def decide_held(
 @router.get("/events/{slug}/counts", response_class=HTMLResponse)
 def counts(request: Request, slug: str, session: SessionDep) -> HTMLResponse:
     """The counts alone, as the fragment the overview replaces itself with every few seconds."""
-    event = _event(session, slug)
-    if event is None:
-        return _not_found(request)
+    event = get_event(session, slug)
     return render(request, "_counts.html", _counts_context(session, event))
 
 
@@ -283,9 +270,7 @@ def audience(
     request: Request, slug: str, session: SessionDep, segment: SegmentDep, measure: str = "invited"
 ) -> HTMLResponse:
     """Choose a segment; see how many people it selects and where they are, and go on to send to it."""
-    event = _event(session, slug)
-    if event is None:
-        return _not_found(request)
+    event = get_event(session, slug)
     lang = language(request)
     measure = measure if measure in MEASURES else "invited"
     query = urlencode(segment_params(segment))
@@ -305,9 +290,7 @@ def attendee_list(
     request: Request, slug: str, session: SessionDep, segment: SegmentDep, answer: str = ""
 ) -> HTMLResponse:
     """Everyone invited, by surname, filtered by answer and segment, with the exports and check-in list."""
-    event = _event(session, slug)
-    if event is None:
-        return _not_found(request)
+    event = get_event(session, slug)
     lang = language(request)
     try:
         chosen = parse_answer(answer) if answer not in ("", "none") else None

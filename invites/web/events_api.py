@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from invites import db
 from invites.cancellation import cancel_event
-from invites.errors import InputError, NotFound
+from invites.errors import InputError
 from invites.eventfile import parse_event_file
 from invites.events import get_event, load_event
 from invites.models import Event
@@ -53,13 +53,6 @@ EVENT_FILE_BODY = {
 }
 
 
-def _event(session: Session, slug: str) -> Event:
-    try:
-        return get_event(session, slug)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-
-
 def _summary(session: Session, event: Event) -> EventSummary:
     place = ", ".join(part for part in (event.venue_name, event.venue_city) if part)
     return EventSummary(
@@ -83,7 +76,7 @@ def list_events(session: SessionDep) -> list[EventSummary]:
 @router.get("/events/{slug}", responses=problems(404))
 def event_detail(slug: Slug, session: SessionDep) -> EventDetail:
     """One event as its file defined it, with its programme, capacity and registration window."""
-    event = _event(session, slug)
+    event = get_event(session, slug)
     status = event_status(session, event)
     return EventDetail(
         slug=event.slug,
@@ -184,7 +177,7 @@ def cancel(
 ) -> EventCancelled:
     """Cancel the event: every calendar that has it drops it (METHOD:CANCEL), and no reminder or other
     message goes out any more. Cancelling again only changes the reason."""
-    _event(session, slug)
+    get_event(session, slug)
     session.close()  # the cancellation locks the event row in its own transaction
     try:
         result = cancel_event(
@@ -198,7 +191,7 @@ def cancel(
         )
     except InputError as exc:
         raise HTTPException(400, str(exc)) from exc
-    event = _event(session, slug)
+    event = get_event(session, slug)
     return EventCancelled(
         slug=slug,
         status=event.status.value,

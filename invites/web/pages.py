@@ -12,12 +12,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from starlette.exceptions import HTTPException
 
+from invites.errors import NotFound
 from invites.settings import project_dir
 
 LANGUAGES = ("nl", "en")
@@ -80,5 +81,14 @@ async def _error_page(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {"message": str(exc.detail)}, status_code=exc.status_code)
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """What a route did not find (an event, say: invites.errors.NotFound) is a 404, in one place: JSON
+    under /api/, the page otherwise."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+    return render(request, "not_found.html", {}, status_code=404)
+
+
 def install_error_pages(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _error_page)
+    app.add_exception_handler(NotFound, _not_found)

@@ -9,12 +9,10 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, HTTPException
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from invites import reminders
-from invites.errors import InputError, NotFound
+from invites.errors import InputError
 from invites.events import get_event
-from invites.models import Event
 from invites.web.api_models import NO_NUL, ReminderRule, ReminderRules, SegmentModel, Slug, bearer, problems
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
@@ -32,17 +30,10 @@ class RuleBody(BaseModel):
     enabled: bool = True
 
 
-def _event(session: Session, slug: str) -> Event:
-    try:
-        return get_event(session, slug)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-
-
 @router.get("/events/{slug}/reminders", responses=problems(404))
 def list_rules(slug: Slug, session: SessionDep, runtime: RuntimeDep) -> ReminderRules:
     """The event's reminder rules, each with when it sends and its state now."""
-    event = _event(session, slug)
+    event = get_event(session, slug)
     now = datetime.now(UTC)
     return ReminderRules(
         event=slug,
@@ -56,7 +47,7 @@ def list_rules(slug: Slug, session: SessionDep, runtime: RuntimeDep) -> Reminder
 @router.post("/events/{slug}/reminders", responses=problems(400, 404))
 def save_rule(slug: Slug, body: RuleBody, session: SessionDep, runtime: RuntimeDep) -> ReminderRule:
     """Add a reminder rule, or change the event's rule of that name."""
-    event = _event(session, slug)
+    event = get_event(session, slug)
     now = datetime.now(UTC)
     try:
         spec = reminders.RuleSpec.parse(
@@ -80,7 +71,7 @@ def delete_rule(
     slug: Slug, name: Annotated[str, PathParam(max_length=200, pattern=NO_NUL)], session: SessionDep
 ) -> None:
     """Remove the rule: it sends nothing more (what it sent already stays sent)."""
-    event = _event(session, slug)
+    event = get_event(session, slug)
     if not reminders.delete_rule(session, event, name):
         raise HTTPException(404, f"event {slug!r} has no reminder {name!r}")
     session.commit()

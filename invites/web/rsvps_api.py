@@ -42,13 +42,6 @@ class AnswerFilter(enum.StrEnum):
     NONE = "none"
 
 
-def _event(session: Session, slug: str) -> Event:
-    try:
-        return get_event(session, slug)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-
-
 def _invitee(session: Session, event: Event, address: str) -> tuple[Recipient, Invitation]:
     try:
         return find_invitee(session, event, address)
@@ -80,7 +73,7 @@ def list_rsvps(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> RsvpPage:
     """The invitations with their answers, by surname, a page at a time."""
-    event = _event(session, slug)
+    event = get_event(session, slug)
     where = [Invitation.event_id == event.id]
     if answer == AnswerFilter.NONE:
         where.append(Invitation.answer.is_(None))
@@ -107,7 +100,7 @@ def list_rsvps(
 @router.get("/events/{slug}/rsvps/{email}/history", responses=problems(404))
 def rsvp_history(slug: Slug, email: Address, session: SessionDep) -> RsvpHistory:
     """Every answer recorded for this person, oldest first, and from which door it came."""
-    event = _event(session, slug)
+    event = get_event(session, slug)
     recipient, invitation = _invitee(session, event, email)
     return RsvpHistory(
         event=event.slug,
@@ -132,7 +125,7 @@ def set_rsvp(
 ) -> RsvpRecorded:
     """Record an answer for someone, as the organiser: the capacity and waiting list apply, the deadline
     does not. They are sent the confirmation (or the waiting-list notice) as if they had answered."""
-    event = _event(session, slug)
+    event = get_event(session, slug)
     recipient, invitation = _invitee(session, event, email)
     answered_at = datetime.now(UTC)
     try:

@@ -66,13 +66,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _event(session: Session, slug: str) -> Event | None:
-    try:
-        return get_event(session, slug)
-    except NotFound:
-        return None
-
-
 def not_found(request: Request) -> HTMLResponse:
     return render(request, "not_found.html", {}, status_code=404)
 
@@ -128,9 +121,7 @@ def preview_page(
     tested: str = "",
 ) -> HTMLResponse:
     """A message as a made-up person gets it: subject, HTML at desktop or phone width, text, calendar."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     context, status = _preview_context(request, rt, event, kind, lang, width)
     if tested:
         context["notice"] = translate(
@@ -151,9 +142,7 @@ def preview_test(
 ) -> Response:
     """Send one test message of this kind and language to the signed-in organiser (as `invites send
     --test-to` does), then show the preview again with a notice."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     session.rollback()
     try:
         testsend.send_test(
@@ -261,9 +250,7 @@ def send_page(
     change: str = "",
 ) -> HTMLResponse:
     """Choose a message and a segment; with a kind chosen, say exactly who will get it, and ask to confirm."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     lang = language(request)
     form = {
         "role": role or [],
@@ -314,9 +301,7 @@ def send_confirmed(
 ) -> Response:
     """Start the confirmed send: only when the count the organiser saw is still the count it would reach.
     Then hand the messages to the workers and show the campaign's progress."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     lang = language(request)
     form = {
         "role": role or [],
@@ -393,9 +378,7 @@ def campaign_page(
     request: Request, slug: str, campaign_id: CampaignId, session: SessionDep, done: str = ""
 ) -> HTMLResponse:
     """One campaign: its progress, live, and the buttons to pause, resume or cancel it."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     context = _campaign_context(request, session, event, campaign_id)
     if context is None:
         return not_found(request)
@@ -414,9 +397,7 @@ def campaign_fragment(
     request: Request, slug: str, campaign_id: CampaignId, session: SessionDep
 ) -> HTMLResponse:
     """The progress part of the campaign page alone, for data-poll to swap in."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     context = _campaign_context(request, session, event, campaign_id)
     if context is None:
         return not_found(request)
@@ -430,9 +411,7 @@ def campaign_action(
     request: Request, slug: str, campaign_id: CampaignId, action: str, session: SessionDep, rt: RuntimeDep
 ) -> Response:
     """Pause, resume or cancel the campaign, then show it again."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     if (
         action not in ("pause", "resume", "cancel")
         or _campaign_context(request, session, event, campaign_id) is None
@@ -502,9 +481,7 @@ def reminders_page(
     deleted: str = "",
 ) -> HTMLResponse:
     """The event's reminder rules with when each sends, and a form to add or change one."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     form = dict(EMPTY_RULE)
     context = _rules_context(request, session, rt, event, form)
     chosen = next((rule for rule in context["rules"] if rule["name"] == edit), None)
@@ -538,9 +515,7 @@ def reminder_save(
     enabled: Annotated[bool, Form()] = False,
 ) -> Response:
     """Add a rule, or change the rule of that name (its segment, set in the event file or the API, stays)."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     existing = next((r for r in reminders.event_rules(session, event) if r.name == name.strip()), None)
     try:
         spec = reminders.RuleSpec.parse(
@@ -573,9 +548,7 @@ def reminder_delete(
     request: Request, slug: str, session: SessionDep, name: Annotated[str, Form()] = ""
 ) -> Response:
     """Remove the rule of that name; the reminders it sent stay in the outbox."""
-    event = _event(session, slug)
-    if event is None:
-        return not_found(request)
+    event = get_event(session, slug)
     if not reminders.delete_rule(session, event, name):
         return not_found(request)
     session.commit()

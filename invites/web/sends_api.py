@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from invites import campaigns
-from invites.errors import InputError, NotFound
+from invites.errors import InputError
 from invites.events import get_event
 from invites.models import Campaign, Event
 from invites.segments import Segment
@@ -114,13 +114,6 @@ SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _event(session: Session, slug: str) -> Event:
-    try:
-        return get_event(session, slug)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-
-
 def _segment_out(data: dict[str, Any]) -> SegmentOut:
     segment = Segment.from_dict(data)
     return SegmentOut(
@@ -148,7 +141,7 @@ def start_send(
 ) -> SendOut:
     """Send a message to a segment of the audience (201, with the campaign's URL in Location), or with
     `dry_run` count who it would reach (200). Nobody gets the same message twice: who has it is skipped."""
-    _event(session, slug)  # 404 for an unknown event
+    get_event(session, slug)  # 404 for an unknown event
     # The lookup's read ends here: on SQLite an open read would keep the send below from committing.
     session.rollback()
     try:
