@@ -28,7 +28,7 @@ from email_validator.syntax import (
 )
 
 from invites.errors import InputError
-from invites.reference import fold, match_municipality, match_role
+from invites.reference import LANGUAGES, fold, match_municipality, match_role
 
 # The recognised column names, folded; anything else is kept as an attribute for templates.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -329,7 +329,7 @@ class RowReader:
         if not place and cells.get("organisation"):
             code = self.match_place(cells["organisation"])
         language = (cells.get("language") or "nl").lower()[:2]
-        if language not in ("nl", "en"):
+        if language not in LANGUAGES:
             self.warnings.append(f"line {line}: unknown language {cells['language']!r}, using nl")
             language = "nl"
         first, prefix, last = (

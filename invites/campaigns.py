@@ -39,6 +39,7 @@ from invites.models import (
     Recipient,
     Suppression,
 )
+from invites.reference import LANGUAGES
 from invites.rendering import TemplateSet
 from invites.segments import Segment
 from invites.settings import Settings
@@ -87,7 +88,7 @@ def check_templates(
     before it starts instead of halfway through."""
     composer = composer_for(settings, event, kind, templates, now)
     sample, invitation = sample_recipient(), sample_invitation(kind)
-    for language in ("nl", "en"):
+    for language in LANGUAGES:
         composer.compose(sample, invitation, language)
 
 

@@ -35,8 +35,8 @@ import dkim  # type: ignore[import-untyped]
 from invites.errors import InputError
 from invites.ics import CalendarEvent, CalendarTemplate
 from invites.models import Answer, Event, EventStatus, Invitation, Recipient
+from invites.reference import LANGUAGES
 from invites.rendering import (
-    LANGUAGES,
     Filled,
     MessageRenderer,
     Person,

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invites.errors import InputError
+from invites.reference import LANGUAGES
 from invites.reminders import RuleSpec
 
 
@@ -208,7 +209,7 @@ def event_spec(raw: dict[str, Any], source: str = "event file") -> EventSpec:
             "slug", f"{slug!r} is the address of a page of its own (/events/{slug}); choose another"
         )
     language = top.text("language", "nl")
-    if language not in ("nl", "en"):
+    if language not in LANGUAGES:
         raise top.fail("language", f"{language!r} is not one of nl, en")
     capacity = top.optional("capacity", int, "a whole number")
     if capacity is not None and capacity < 1:

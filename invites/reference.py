@@ -10,6 +10,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
+# The languages everything is written in: messages, pages, and what a recipient or an event may choose.
+LANGUAGES = ("nl", "en")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from invites.audience import check_address
 from invites.errors import InputError
 from invites.models import Event, EventStatus, Invitation, InvitationSource, Recipient
 from invites.outbox import queue_personal
-from invites.reference import match_municipality, match_role
+from invites.reference import LANGUAGES, match_municipality, match_role
 from invites.settings import Settings
 from invites.suppression import suppressed_among
 from invites.tokens import new_public_id
@@ -120,7 +120,7 @@ def register(
             if form.organisation
             else None,
             organisation=form.organisation.strip()[:MAX_FIELD],
-            language=form.language if form.language in ("nl", "en") else "nl",
+            language=form.language if form.language in LANGUAGES else "nl",
             first_name="",
             name_prefix="",
             last_name="",

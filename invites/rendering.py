@@ -27,7 +27,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from invites.errors import InputError
 from invites.ics import utc_stamp
 from invites.models import Event
-from invites.reference import municipality_name, roles
+from invites.reference import LANGUAGES, municipality_name, roles
 from invites.settings import project_dir
 
 KINDS = (
@@ -39,7 +39,6 @@ KINDS = (
     "registration-confirmation",
     "waitlist",
 )
-LANGUAGES = ("nl", "en")
 # The parts of a message as an event file names them, and the template file each one overrides.
 PARTS = {"subject": "subject.{lang}.txt", "html": "body.{lang}.html", "text": "body.{lang}.txt"}
 # Roles addressed by their office with the surname ("Geachte burgemeester Van der Berg").

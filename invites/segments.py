@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from invites.errors import InputError
 from invites.models import Answer, Event, Invitation, Recipient
-from invites.reference import match_municipality, match_role, municipalities, roles
+from invites.reference import LANGUAGES, match_municipality, match_role, municipalities, roles
 
 UNKNOWN = "unknown"
 
@@ -50,7 +50,7 @@ class Segment:
                 raise InputError(f"unknown municipality {text!r}")
             codes.append(code)
         for language in languages:
-            if language not in ("nl", "en"):
+            if language not in LANGUAGES:
                 raise InputError(f"unknown language {language!r}; one of nl, en")
         return cls(tuple(role_keys), tuple(codes), tuple(tags), tuple(languages), attended_previous)
 

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from invites.answers import Verdict, WebAnswer, from_form, record_many
 from invites.ratelimit import RateLimiter
+from invites.reference import LANGUAGES
 from invites.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class AnswerFastPath:
             await self.app({**scope, VERDICT: verdict}, _replay(body, receive, complete), send)
             return
         lang = fields.get("lang", "")
-        suffix = f"&lang={lang}" if lang in ("nl", "en") else ""
+        suffix = f"&lang={lang}" if lang in LANGUAGES else ""
         location = f"/r/{token}?saved=1{suffix}".encode()
         await send(
             {

@@ -28,10 +28,11 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from invites import accounts
 from invites.ratelimit import Limit
+from invites.reference import LANGUAGES
 from invites.runtime import Runtime
 from invites.settings import Settings
 from invites.web.deps import RuntimeDep
-from invites.web.pages import LANGUAGES, render, translate
+from invites.web.pages import render, translate
 
 SESSION_COOKIE = "invites_session"
 SESSION_SECONDS = 12 * 3600

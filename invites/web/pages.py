@@ -19,9 +19,8 @@ from jinja2.runtime import Context
 from starlette.exceptions import HTTPException
 
 from invites.errors import NotFound
+from invites.reference import LANGUAGES
 from invites.settings import project_dir
-
-LANGUAGES = ("nl", "en")
 
 
 @cache

@@ -15,6 +15,7 @@ from invites import answers, evidence, registration, rsvp
 from invites.answers import Verdict
 from invites.compose import Composer
 from invites.errors import InputError, NotFound
+from invites.reference import LANGUAGES
 from invites.rendering import event_context
 from invites.runtime import Runtime
 from invites.web import answer_batches
@@ -114,7 +115,7 @@ def rsvp_page(
         )
         flagged = opened.likely_scanner
         session.commit()
-    language = lang if lang in ("nl", "en") else (view.recipient.language or view.event.language)
+    language = lang if lang in LANGUAGES else (view.recipient.language or view.event.language)
     context = rsvp_context(
         rt.settings.secret_key, view, token, language, answer, bool(saved), flagged=flagged
     )
@@ -134,7 +135,7 @@ def answer_from_form(request: Request, token: str, rt: Runtime, form: dict[str, 
         except NotFound:
             return not_found(request)
         lang = form.get("lang", "")
-        language = lang if lang in ("nl", "en") else (view.recipient.language or view.event.language)
+        language = lang if lang in LANGUAGES else (view.recipient.language or view.event.language)
         client = request.client.host if request.client else "?"
         answer = answers.from_form(token, form, request.headers.get("user-agent", ""), client)
         try:
@@ -165,7 +166,7 @@ def answer_from_form(request: Request, token: str, rt: Runtime, form: dict[str, 
                 form=answer.responses,
             )
             return page(request, "rsvp.html", context, status_code=400)
-    suffix = f"&lang={lang}" if lang in ("nl", "en") else ""
+    suffix = f"&lang={lang}" if lang in LANGUAGES else ""
     return RedirectResponse(f"/r/{token}?saved=1{suffix}", status_code=303)
 
 

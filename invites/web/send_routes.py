@@ -18,7 +18,7 @@ from invites.compose import composer_for, sample_invitation, sample_recipient
 from invites.errors import InputError, NotFound
 from invites.events import get_event
 from invites.models import Campaign, Event
-from invites.reference import municipality_name, roles
+from invites.reference import LANGUAGES, municipality_name, roles
 from invites.rendering import KINDS
 from invites.segments import Segment
 from invites.web.api import segment_query
@@ -78,7 +78,7 @@ def _preview_context(
 ) -> tuple[dict[str, Any], int]:
     """The preview page's context, and its status: 400 when the message cannot be composed."""
     kind = kind if kind in KINDS else "invitation"
-    lang = lang if lang in ("nl", "en") else event.language
+    lang = lang if lang in LANGUAGES else event.language
     query = urlencode({"kind": kind, "lang": lang})
     context: dict[str, Any] = {
         "event": event,

@@ -35,7 +35,8 @@ from invites.errors import InputError
 from invites.eventfile import parse_event_file
 from invites.events import load_event
 from invites.models import Answer, Base, Event, Invitation, Recipient
-from invites.rendering import KINDS, LANGUAGES, TemplateSet
+from invites.reference import LANGUAGES
+from invites.rendering import KINDS, TemplateSet
 from invites.tokens import make_token, new_public_id
 from invites.unsubscribe import unsubscribe_token
 from tests.conftest import EVENT_FILE, make_recipient
