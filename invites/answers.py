@@ -197,6 +197,59 @@ _INVITEE = select(
 ).join(Recipient, Recipient.id == Invitation.recipient_id)
 
 
+_Kept = tuple[_Invitee, rsvp.AnswerOutcome, dict[str, Any]]
+
+
+@dataclass
+class _Batch:
+    """One batch's reads (its invitations, their events, their last deliveries) and what it decided."""
+
+    settings: Settings
+    now: datetime
+    found: dict[str, _Invitee]
+    events: dict[int, Event]
+    delivered: dict[int, datetime]
+    kept: dict[int, _Kept] = field(default_factory=dict)
+    held: dict[int, Held] = field(default_factory=dict)
+
+    def decide(self, item: WebAnswer) -> Verdict:
+        """One answer's verdict; a person's answer is applied to its invitee, any other press held."""
+        invitee = self.found.get(split_token(item.token) or "")
+        if invitee is None or not token_matches(
+            self.settings.secret_key, item.token, invitee.public_id, invitee.token_version
+        ):
+            return Verdict.NOT_FOUND
+        if invitee.id in self.kept or invitee.id in self.held:
+            return Verdict.AGAIN  # its history must follow the first one's, in its own batch
+        try:
+            answer = rsvp.parse_answer(item.answer)
+        except InputError:
+            return Verdict.REFUSED
+        proof = item.gather_evidence(self.settings.secret_key, self.delivered.get(invitee.id), self.now)
+        judgement = evidence.judge(proof)
+        if not judgement.person:
+            self.held[invitee.id] = _held(
+                invitee, invitee.event_id, answer, item, judgement.reason, proof.to_json()
+            )
+            return Verdict.HELD
+        event = self.events[invitee.event_id]
+        if event.capacity is not None:
+            return Verdict.ONE_BY_ONE
+        try:
+            guests, responses = rsvp.check_answer(
+                event, invitee, answer, AnswerSource.WEB, self.now, item.guests, item.responses
+            )
+        except InputError:
+            return Verdict.REFUSED
+        source = rsvp.opted_in(invitee, AnswerSource.WEB)
+        changed, was_attending, history = rsvp.apply_answer(
+            invitee, answer, source, self.now, item.user_agent, guests, responses, proof.to_json()
+        )
+        outcome = rsvp.AnswerOutcome(changed, 0, invitee.waitlist_position, [], was_attending, source)
+        self.kept[invitee.id] = (invitee, outcome, history)
+        return Verdict.SAVED
+
+
 def _record_batch(
     session: Session, settings: Settings, answers: Sequence[WebAnswer], now: datetime
 ) -> tuple[list[Verdict], list[int]]:
@@ -209,57 +262,18 @@ def _record_batch(
         event.id: event
         for event in session.scalars(select(Event).where(Event.id.in_({i.event_id for i in found.values()})))
     }
-    delivered = delivered_at(session, map(_person, found.values()))
-    verdicts: list[Verdict] = []
-    kept: dict[int, tuple[_Invitee, rsvp.AnswerOutcome, dict[str, Any]]] = {}
-    held: dict[int, Held] = {}
-    for item in answers:
-        invitee = found.get(split_token(item.token) or "")
-        if invitee is None or not token_matches(
-            settings.secret_key, item.token, invitee.public_id, invitee.token_version
-        ):
-            verdicts.append(Verdict.NOT_FOUND)
-            continue
-        if invitee.id in kept or invitee.id in held:
-            verdicts.append(Verdict.AGAIN)  # its history must follow the first one's, in its own batch
-            continue
-        try:
-            answer = rsvp.parse_answer(item.answer)
-        except InputError:
-            verdicts.append(Verdict.REFUSED)
-            continue
-        proof = item.gather_evidence(settings.secret_key, delivered.get(invitee.id), now)
-        judgement = evidence.judge(proof)
-        if not judgement.person:
-            held[invitee.id] = _held(
-                invitee, invitee.event_id, answer, item, judgement.reason, proof.to_json()
-            )
-            verdicts.append(Verdict.HELD)
-            continue
-        event = events[invitee.event_id]
-        if event.capacity is not None:
-            verdicts.append(Verdict.ONE_BY_ONE)
-            continue
-        try:
-            guests, responses = rsvp.check_answer(
-                event, invitee, answer, AnswerSource.WEB, now, item.guests, item.responses
-            )
-        except InputError:
-            verdicts.append(Verdict.REFUSED)
-            continue
-        source = rsvp.opted_in(invitee, AnswerSource.WEB)
-        changed, was_attending, history = rsvp.apply_answer(
-            invitee, answer, source, now, item.user_agent, guests, responses, proof.to_json()
-        )
-        outcome = rsvp.AnswerOutcome(changed, 0, invitee.waitlist_position, [], was_attending, source)
-        kept[invitee.id] = (invitee, outcome, history)
-        verdicts.append(Verdict.SAVED)
-    hold(session, held.values(), now)
-    if not kept:
+    batch = _Batch(settings, now, found, events, delivered_at(session, map(_person, found.values())))
+    verdicts = [batch.decide(item) for item in answers]
+    hold(session, batch.held.values(), now)
+    if not batch.kept:
         return verdicts, []
-    replace_held(session, kept, now)
-    # The invitations in one UPDATE of many rows (by primary key), their history in one INSERT, its ids
-    # returned in the rows' order.
+    replace_held(session, batch.kept, now)
+    return verdicts, _write(session, batch, settings, now)
+
+
+def _write(session: Session, batch: _Batch, settings: Settings, now: datetime) -> list[int]:
+    """The batch's answers: the invitations in one UPDATE of many rows (by primary key), their history in
+    one INSERT (its ids returned in the rows' order), their confirmations queued; returns the outbox rows."""
     session.execute(
         update(Invitation),
         [
@@ -272,15 +286,15 @@ def _record_batch(
                 "waitlist_position": invitee.waitlist_position,
                 "pending": invitee.pending,
             }
-            for invitee, _, _ in kept.values()
+            for invitee, _, _ in batch.kept.values()
         ],
     )
     inserted = insert(AnswerHistory).returning(AnswerHistory.id, sort_by_parameter_order=True)
-    history_ids = session.scalars(inserted, [history for _, _, history in kept.values()]).all()
+    history_ids = session.scalars(inserted, [history for _, _, history in batch.kept.values()]).all()
     notices = [
         Notice(
             kind,
-            events[invitee.event_id],
+            batch.events[invitee.event_id],
             invitee.id,
             invitee.recipient_id,
             invitee.address,
@@ -289,10 +303,10 @@ def _record_batch(
             invitee.email_key,
             invitee.undeliverable,
         )
-        for (invitee, outcome, _), history_id in zip(kept.values(), history_ids, strict=True)
+        for (invitee, outcome, _), history_id in zip(batch.kept.values(), history_ids, strict=True)
         if (kind := rsvp.notice_kind(outcome))
     ]
-    return verdicts, queue_many(session, notices, settings, now)
+    return queue_many(session, notices, settings, now)
 
 
 def _record_alone(
