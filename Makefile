@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench audit clean
+.PHONY: install demo test lint typecheck unit bench audit lock lock-upgrade lock-check wheel-check clean
 
-$(STAMP): pyproject.toml
+# Every dependency comes from requirements.lock, pinned with its hashes (pip-tools' pip-compile makes it,
+# .ci/lock says how): a lock that plain pip installs, so a machine with only Python and make needs no other
+# tool. The project itself is then installed editable, without resolving anything.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,6 +35,22 @@ test: lint typecheck
 audit: $(STAMP)
 	.ci/audit
 
+# requirements.lock after a change to pyproject.toml (keeps every pin that still fits); lock-upgrade moves
+# every pin to the newest release; lock-check (CI) fails when the lock no longer matches pyproject.toml.
+lock: $(STAMP)
+	.ci/lock
+
+lock-upgrade: $(STAMP)
+	.ci/lock --upgrade
+
+lock-check: $(STAMP)
+	.ci/lock --check
+
+# The wheel on its own (CI): built, installed with the locked dependencies in a fresh venv, and
+# `invites demo --once` run from it in an empty directory.
+wheel-check: $(STAMP)
+	.ci/wheel-check
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
@@ -42,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.rsvp_load
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var dist build .pytest_cache .mypy_cache .ruff_cache
