@@ -423,11 +423,24 @@ def main() -> None:
                 theirs = run_naive(settings, env, tmp, args.naive)
         finally:
             embedded.stop(tmp / "redis")
+    _print_report(ours, small, ceiling, size, theirs, args.processes, settings.smtp_connections)
+
+
+def _print_report(
+    ours: dict[str, float],
+    small: dict[str, float],
+    ceiling: dict[str, float],
+    size: int,
+    theirs: dict[str, float],
+    processes: int,
+    connections: int,
+) -> None:
+    """Print the rates of the pipeline, the C client and the naive pattern, and how they compare."""
     rate = ours["messages"] / ours["seconds"]
     naive_rate = theirs["messages"] / theirs["seconds"]
     print(
         f"deliver end to end: {ours['messages']:,.0f} messages in {ours['seconds']:.1f} s = "
-        f"{rate:,.0f} msg/s with {args.processes} worker processes "
+        f"{rate:,.0f} msg/s with {processes} worker processes "
         f"(goal 2,000); worker peak RSS {ours['peak_mib']:.0f} MiB, and {small['peak_mib']:.0f} MiB for "
         f"{small['messages']:,.0f} messages"
     )
@@ -444,7 +457,7 @@ def main() -> None:
     )
     c_rate = ceiling["messages"] / ceiling["seconds"]
     print(
-        f"C client (Postfix's smtp-source, {settings.smtp_connections} connections, the same sink): "
+        f"C client (Postfix's smtp-source, {connections} connections, the same sink): "
         f"{ceiling['messages']:,.0f} messages of {size:,} bytes in {ceiling['seconds']:.1f} s = "
         f"{c_rate:,.0f} msg/s, the ceiling on this machine; end to end reaches {rate / c_rate:.0%} of it"
     )

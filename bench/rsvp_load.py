@@ -236,6 +236,25 @@ def run(
     tokens = prepare(url, recipients)
     port = free_port()
     queue = f"bench-rsvp-{uuid.uuid4().hex[:8]}"  # the confirmations' tasks, thrown away afterwards
+    server = _start_server(url, var, redis_url, queue, port, workers)
+    first_round = 0
+    try:
+        wait_until_up(port, server)
+        for phase in phases:
+            _run_phase(name, port, tokens, phase, first_round, recipients, server.pid)
+            first_round += phase.rounds
+    finally:
+        server.terminate()
+        server.wait(30)
+        with client_for(redis_url) as client:
+            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    _check_answers(name, url, first_round, recipients)
+
+
+def _start_server(
+    url: str, var: Path, redis_url: str, queue: str, port: int, workers: int
+) -> subprocess.Popen[bytes]:
+    """uvicorn with the app on `port`, its confirmations' tasks going to `queue` and no mail sent."""
     env = {
         **os.environ,
         "INVITES_DATABASE_URL": url,
@@ -248,44 +267,45 @@ def run(
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "invites.web.app:create_app"]
     command += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen([*command, "--log-level", "warning", "--no-access-log"], env=env)
-    first_round = 0
-    try:
-        wait_until_up(port, server)
-        for phase in phases:
-            cpu, busy = cpu_seconds(server.pid), machine_busy()
-            latencies, elapsed = run_loop(load(port, tokens, phase, first_round))
-            cpu = cpu_seconds(server.pid) - cpu
-            (busy_now, total_now), (busy_then, total_then) = machine_busy(), busy
-            first_round += phase.rounds
-            latencies.sort()
-            offered = f"paced at {phase.rate:,.0f}/s" if phase.rate else "as fast as answered"
-            print(
-                f"rsvp {name} {phase.name} ({offered}): {len(latencies):,} POSTs from {recipients} "
-                f"recipients in {elapsed:.1f} s = {len(latencies) / elapsed:,.0f}/s; "
-                f"p50 {percentile(latencies, 0.50) * 1000:.0f} ms, "
-                f"p90 {percentile(latencies, 0.90) * 1000:.0f} ms, "
-                f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms; "
-                f"server CPU {cpu / len(latencies) * 1000:.1f} ms a POST, "
-                f"machine {(busy_now - busy_then) / max(1, total_now - total_then):.0%} busy",
-                flush=True,
-            )
-            if phase.rate:
-                # The goal: the offered rate served (within 2%), with p99 under 100 ms.
-                kept_up = len(latencies) / elapsed >= 0.98 * phase.rate
-                met = kept_up and percentile(latencies, 0.99) < 0.100
-                print(
-                    f"rsvp {name} goal ({phase.rate:,.0f}/s, p99 < 100 ms): {'met' if met else 'NOT met'}",
-                    flush=True,
-                )
-    finally:
-        server.terminate()
-        server.wait(30)
-        with client_for(redis_url) as client:
-            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-    posts = first_round * recipients
+    return subprocess.Popen([*command, "--log-level", "warning", "--no-access-log"], env=env)
+
+
+def _run_phase(
+    name: str, port: int, tokens: list[str], phase: Phase, first_round: int, recipients: int, server: int
+) -> None:
+    """Post one phase's answers and print its throughput, latencies and CPU, and whether a paced phase
+    met its goal."""
+    cpu, busy = cpu_seconds(server), machine_busy()
+    latencies, elapsed = run_loop(load(port, tokens, phase, first_round))
+    cpu = cpu_seconds(server) - cpu
+    (busy_now, total_now), (busy_then, total_then) = machine_busy(), busy
+    latencies.sort()
+    offered = f"paced at {phase.rate:,.0f}/s" if phase.rate else "as fast as answered"
+    print(
+        f"rsvp {name} {phase.name} ({offered}): {len(latencies):,} POSTs from {recipients} "
+        f"recipients in {elapsed:.1f} s = {len(latencies) / elapsed:,.0f}/s; "
+        f"p50 {percentile(latencies, 0.50) * 1000:.0f} ms, "
+        f"p90 {percentile(latencies, 0.90) * 1000:.0f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms; "
+        f"server CPU {cpu / len(latencies) * 1000:.1f} ms a POST, "
+        f"machine {(busy_now - busy_then) / max(1, total_now - total_then):.0%} busy",
+        flush=True,
+    )
+    if phase.rate:
+        # The goal: the offered rate served (within 2%), with p99 under 100 ms.
+        kept_up = len(latencies) / elapsed >= 0.98 * phase.rate
+        met = kept_up and percentile(latencies, 0.99) < 0.100
+        print(
+            f"rsvp {name} goal ({phase.rate:,.0f}/s, p99 < 100 ms): {'met' if met else 'NOT met'}",
+            flush=True,
+        )
+
+
+def _check_answers(name: str, url: str, rounds: int, recipients: int) -> None:
+    """Print whether every answer posted in `rounds` is in the database exactly once; exit 1 if not."""
+    posts = rounds * recipients
     history, confirmations, answers = count(url)
-    expected = {a: sum(1 for i in range(recipients) if answer_for(i, first_round - 1) == a) for a in ANSWERS}
+    expected = {a: sum(1 for i in range(recipients) if answer_for(i, rounds - 1) == a) for a in ANSWERS}
     good = history == posts and confirmations == posts and answers == expected
     print(
         f"rsvp {name} check: {posts:,} POSTs, {history:,} history rows, {confirmations:,} confirmations, "

@@ -253,14 +253,7 @@ def _excel_table(stream: IO[bytes], sheet: str | None) -> Table:
         raise InputError(f"no sheet named {sheet!r}; the workbook has {', '.join(workbook.sheetnames)}")
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
     values = worksheet.iter_rows(values_only=True)
-    header: list[str] = []
-    header_line = 0
-    for header_line, row in enumerate(values, start=1):  # noqa: B007 - the line number is used below
-        if any(cell is not None and str(cell).strip() for cell in row):
-            header = [_cell_text(cell).strip() for cell in row]
-            break
-    while header and not header[-1]:
-        header.pop()
+    header, header_line = _excel_header(values)
     if not header:
         workbook.close()
         raise InputError(f"sheet {worksheet.title!r} is empty")
@@ -277,6 +270,18 @@ def _excel_table(stream: IO[bytes], sheet: str | None) -> Table:
             workbook.close()
 
     return Table(header, rows(), "xlsx")
+
+
+def _excel_header(values: Iterator[tuple[Any, ...]]) -> tuple[list[str], int]:
+    """The first row with any text in it, up to its last cell with text, and its line; ([], 0) when no row
+    has text. Reads `values` up to that row only."""
+    for line, row in enumerate(values, start=1):
+        if any(cell is not None and str(cell).strip() for cell in row):
+            header = [_cell_text(cell).strip() for cell in row]
+            while header and not header[-1]:
+                header.pop()
+            return header, line
+    return [], 0
 
 
 class RowReader:

@@ -193,41 +193,54 @@ def start_campaign(
         )
         session.add(campaign)
         session.flush()
-        audience = session.execute(
-            select(Invitation.id, Recipient.id, Recipient.email, Recipient.language)
-            .join(Recipient, Recipient.id == Invitation.recipient_id)
-            .where(*_reachable(), *_selected(event, kind, segment or Segment()))
-            .order_by(Invitation.id)
-        ).all()
-        domain = sender_domain(settings.sender)
-        rows = [
-            {
-                "idempotency_key": idempotency_key(kind, event.id, recipient_id, event.sequence),
-                "kind": kind,
-                "event_id": event.id,
-                "recipient_id": recipient_id,
-                "invitation_id": invitation_id,
-                "campaign_id": campaign.id,
-                "sequence": event.sequence,
-                "language": language or event.language,
-                "to_address": email,
-                "message_id": message_id(
-                    settings.secret_key, domain, kind, event.id, recipient_id, event.sequence
-                ),
-                "status": MessageStatus.QUEUED.value,
-                "attempts": 0,
-                "last_reply": "",
-                "created_at": now,
-                "updated_at": now,
-            }
-            for invitation_id, recipient_id, email, language in audience
-        ]
+        rows = _outbox_rows(session, event, kind, segment or Segment(), campaign.id, settings, now)
         new_rows = _insert_missing(session, rows)
         campaign.total = len(rows)
         started = StartedCampaign(campaign.id, event.id, kind, event.sequence, len(rows), new_rows)
     if new_rows >= ANALYZE_AFTER:
         refresh_statistics(factory)
     return started
+
+
+def _outbox_rows(
+    session: Session,
+    event: Event,
+    kind: str,
+    segment: Segment,
+    campaign_id: int,
+    settings: Settings,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The queued outbox rows of a campaign, one per reachable recipient the segment selects."""
+    audience = session.execute(
+        select(Invitation.id, Recipient.id, Recipient.email, Recipient.language)
+        .join(Recipient, Recipient.id == Invitation.recipient_id)
+        .where(*_reachable(), *_selected(event, kind, segment))
+        .order_by(Invitation.id)
+    ).all()
+    domain = sender_domain(settings.sender)
+    return [
+        {
+            "idempotency_key": idempotency_key(kind, event.id, recipient_id, event.sequence),
+            "kind": kind,
+            "event_id": event.id,
+            "recipient_id": recipient_id,
+            "invitation_id": invitation_id,
+            "campaign_id": campaign_id,
+            "sequence": event.sequence,
+            "language": language or event.language,
+            "to_address": email,
+            "message_id": message_id(
+                settings.secret_key, domain, kind, event.id, recipient_id, event.sequence
+            ),
+            "status": MessageStatus.QUEUED.value,
+            "attempts": 0,
+            "last_reply": "",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for invitation_id, recipient_id, email, language in audience
+    ]
 
 
 # PostgreSQL plans from statistics that autovacuum refreshes a minute or more after a big change. Until

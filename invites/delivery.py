@@ -395,23 +395,10 @@ async def deliver(
     """
     now = clock()
     lease = timedelta(seconds=settings.lease_seconds)
-    with factory() as session:
-        with session.begin():
-            mine = claim(session, ids, now, lease)
-        if not mine:
-            return BatchResult(0, 0, 0, 0)
-        rows = _load(session, mine, settings)
-    # No send starts so late that it could still run when the lease ends and another worker may claim.
-    margin = max(lease - timedelta(seconds=settings.smtp_timeout + 5), lease / 2)
-    batch = _Batch(
-        rows=rows,
-        settings=settings,
-        templates=templates,
-        shared=composers or _COMPOSERS,
-        delays=parse_schedule(settings.retry_schedule),
-        stop_at=now + margin,
-        envelope_domain=(settings.bounce_domain or sender_domain(settings.sender)) if verp else None,
-    )
+    mine, rows = _claim_rows(factory, ids, now, lease, settings)
+    if not mine:
+        return BatchResult(0, 0, 0, 0)
+    batch = _new_batch(rows, settings, templates, composers, now, lease, verp)
     recorder = _Recorder(factory)
     queue = list(reversed(rows))
 
@@ -445,6 +432,45 @@ async def deliver(
     async with asyncio.TaskGroup() as senders:
         for _ in range(max(1, min(mailer.size, len(rows)))):
             senders.create_task(sender())
+    return _result(len(mine), batch, clock)
+
+
+def _claim_rows(
+    factory: sessionmaker[Session], ids: Sequence[int], now: datetime, lease: timedelta, settings: Settings
+) -> tuple[list[int], list[_Row]]:
+    """Claim the rows among `ids` that nobody else holds (committed), and read what sending them takes."""
+    with factory() as session:
+        with session.begin():
+            mine = claim(session, ids, now, lease)
+        if not mine:
+            return [], []
+        return mine, _load(session, mine, settings)
+
+
+def _new_batch(
+    rows: list[_Row],
+    settings: Settings,
+    templates: TemplateSet,
+    composers: Composers | None,
+    now: datetime,
+    lease: timedelta,
+    verp: bool,
+) -> _Batch:
+    # No send starts so late that it could still run when the lease ends and another worker may claim.
+    margin = max(lease - timedelta(seconds=settings.smtp_timeout + 5), lease / 2)
+    return _Batch(
+        rows=rows,
+        settings=settings,
+        templates=templates,
+        shared=composers or _COMPOSERS,
+        delays=parse_schedule(settings.retry_schedule),
+        stop_at=now + margin,
+        envelope_domain=(settings.bounce_domain or sender_domain(settings.sender)) if verp else None,
+    )
+
+
+def _result(claimed: int, batch: _Batch, clock: Clock) -> BatchResult:
+    """The batch's counts, with its rows due again within REQUEUE_WITHIN and the seconds until the first."""
     again: tuple[int, ...] = ()
     again_in = 0.0
     if batch.again:
@@ -455,7 +481,7 @@ async def deliver(
             again_in = max(0.0, (min(soon.values()) - clock()).total_seconds())
     counts = batch.counts
     return BatchResult(
-        len(mine), counts["sent"], counts["deferred"], counts["failed"], counts["released"], again, again_in
+        claimed, counts["sent"], counts["deferred"], counts["failed"], counts["released"], again, again_in
     )
 
 

@@ -177,101 +177,22 @@ def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
 
 def event_spec(raw: dict[str, Any], source: str = "event file") -> EventSpec:
     """Check an event definition already read into the tables TOML gives (the web form builds them too)."""
+    # The fields are read in this order, so that a file with several mistakes always reports the same one.
     top = _Reader(source, raw)
-
     zone_name = top.text("timezone", "Europe/Amsterdam")
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise top.fail("timezone", f"{zone_name!r} is not an IANA time zone") from exc
-
-    day = raw.get("date")
-    if not isinstance(day, date) or isinstance(day, datetime):
-        raise top.fail("date", "is required, as YYYY-MM-DD")
-
-    def at(moment: dt.time) -> datetime:
-        return datetime.combine(day, moment, tzinfo=zone)
-
-    start, end = top.time("start"), top.time("end")
-    starts_at, ends_at = at(start), at(end)
-    if ends_at <= starts_at:
-        raise top.fail("end", f"{end:%H:%M} is not after the start {start:%H:%M}")
-    walk_in = top.optional_time("walk_in")
-    walk_in_at = at(walk_in) if walk_in else None
-    if walk_in_at and walk_in_at > starts_at:
-        raise top.fail("walk_in", "is after the start")
-
-    slug = top.text("slug")
-    if not SLUG.fullmatch(slug):
-        raise top.fail("slug", f"{slug!r} must be lower-case letters a-z, digits and inner hyphens")
-    if slug in RESERVED_SLUGS:
-        raise top.fail(
-            "slug", f"{slug!r} is the address of a page of its own (/events/{slug}); choose another"
-        )
-    language = top.text("language", "nl")
-    if language not in LANGUAGES:
-        raise top.fail("language", f"{language!r} is not one of nl, en")
-    capacity = top.optional("capacity", int, "a whole number")
-    if capacity is not None and capacity < 1:
-        raise top.fail("capacity", "must be at least 1")
-
-    venue = top.sub("venue")
-    audience = top.sub("audience")
-    organiser = top.sub("organiser")
+    zone = _read_zone(top, zone_name)
+    day = _read_day(top)
+    starts_at, ends_at, walk_in_at = _read_times(top, day, zone)
+    slug = _read_slug(top)
+    language = _read_language(top)
+    capacity = _read_capacity(top)
+    venue, audience, organiser = top.sub("venue"), top.sub("audience"), top.sub("organiser")
     registration = top.sub("registration")
-    roles = audience.table.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise audience.fail("roles", "must be a list of role keys")
-    partners = organiser.table.get("partners", [])
-    if not isinstance(partners, list) or not all(isinstance(p, str) for p in partners):
-        raise organiser.fail("partners", "must be a list of names")
-
-    series = None
-    if "series" in raw:
-        s = top.sub("series")
-        previous = s.sub("previous")
-        previous_date = previous.table.get("date")
-        if previous_date is not None and not isinstance(previous_date, date):
-            raise previous.fail("date", "must be a date, YYYY-MM-DD")
-        series = SeriesSpec(
-            slug=s.text("slug"),
-            title=s.text("title"),
-            position=s.optional("position", int, "a whole number"),
-            previous_date=previous_date,
-            previous_title=previous.text("title", ""),
-            predecessor=s.text("predecessor", ""),
-        )
-
-    items = raw.get("programme", [])
-    if not isinstance(items, list):
-        raise top.fail("programme", "must be a list of [[programme]] tables")
-    programme = []
-    for index, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            raise top.fail("programme", f"item {index} must be a table")
-        reader = _Reader(source, item, f"programme[{index}].")
-        item_start, item_end = reader.time("start"), reader.time("end")
-        if at(item_end) <= at(item_start):
-            raise reader.fail("end", "is not after its start")
-        programme.append(
-            ProgrammeSpec(
-                starts_at=at(item_start),
-                ends_at=at(item_end),
-                title=reader.text("title"),
-                speaker=reader.text("speaker", ""),
-                organisation=reader.text("organisation", ""),
-            )
-        )
-
-    extra = {k: v for k, v in raw.items() if k not in KNOWN_TOP}
-    if "rsvp" in raw:
-        extra["rsvp"] = _rsvp_options(top.sub("rsvp"))
-    # May someone who got a forwarded personal link sign up as themselves (never as the invitee)?
-    if "allow_forwarded" in registration.table:
-        extra["registration"] = {
-            "allow_forwarded": bool(registration.optional("allow_forwarded", bool, "true or false"))
-        }
-
+    roles = _read_texts(audience, "roles", "must be a list of role keys")
+    partners = _read_texts(organiser, "partners", "must be a list of names")
+    series = _read_series(top) if "series" in raw else None
+    programme = _read_programme(top, day, zone)
+    extra = _read_extra(top, registration)
     return EventSpec(
         slug=slug,
         title=top.text("title"),
@@ -289,10 +210,10 @@ def event_spec(raw: dict[str, Any], source: str = "event file") -> EventSpec:
         venue_lat=venue.optional("lat", float, "a number"),
         venue_lon=venue.optional("lon", float, "a number"),
         audience_description=audience.text("description", ""),
-        audience_roles=list(roles),
+        audience_roles=roles,
         organiser_name=organiser.text("name", ""),
         organiser_email=organiser.text("email", ""),
-        partners=list(partners),
+        partners=partners,
         capacity=capacity,
         price=registration.text("price", ""),
         registration_enabled=bool(registration.optional("enabled", bool, "true or false")),
@@ -306,6 +227,127 @@ def event_spec(raw: dict[str, Any], source: str = "event file") -> EventSpec:
     )
 
 
+def _read_zone(top: _Reader, zone_name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise top.fail("timezone", f"{zone_name!r} is not an IANA time zone") from exc
+
+
+def _read_day(top: _Reader) -> date:
+    day = top.table.get("date")
+    if not isinstance(day, date) or isinstance(day, datetime):
+        raise top.fail("date", "is required, as YYYY-MM-DD")
+    return day
+
+
+def _on(day: date, moment: dt.time, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, moment, tzinfo=zone)
+
+
+def _read_times(top: _Reader, day: date, zone: ZoneInfo) -> tuple[datetime, datetime, datetime | None]:
+    """The start, the end and the walk-in (None without one) on the event's day."""
+    start, end = top.time("start"), top.time("end")
+    starts_at, ends_at = _on(day, start, zone), _on(day, end, zone)
+    if ends_at <= starts_at:
+        raise top.fail("end", f"{end:%H:%M} is not after the start {start:%H:%M}")
+    walk_in = top.optional_time("walk_in")
+    walk_in_at = _on(day, walk_in, zone) if walk_in else None
+    if walk_in_at and walk_in_at > starts_at:
+        raise top.fail("walk_in", "is after the start")
+    return starts_at, ends_at, walk_in_at
+
+
+def _read_slug(top: _Reader) -> str:
+    slug = top.text("slug")
+    if not SLUG.fullmatch(slug):
+        raise top.fail("slug", f"{slug!r} must be lower-case letters a-z, digits and inner hyphens")
+    if slug in RESERVED_SLUGS:
+        raise top.fail(
+            "slug", f"{slug!r} is the address of a page of its own (/events/{slug}); choose another"
+        )
+    return slug
+
+
+def _read_language(top: _Reader) -> str:
+    language = top.text("language", "nl")
+    if language not in LANGUAGES:
+        raise top.fail("language", f"{language!r} is not one of nl, en")
+    return language
+
+
+def _read_capacity(top: _Reader) -> int | None:
+    capacity: int | None = top.optional("capacity", int, "a whole number")
+    if capacity is not None and capacity < 1:
+        raise top.fail("capacity", "must be at least 1")
+    return capacity
+
+
+def _read_texts(table: _Reader, key: str, reason: str) -> list[str]:
+    """A list of texts, empty when the table leaves it out."""
+    value = table.table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(each, str) for each in value):
+        raise table.fail(key, reason)
+    return list(value)
+
+
+def _read_series(top: _Reader) -> SeriesSpec:
+    """The [series] table, with the earlier meeting in [series.previous]."""
+    s = top.sub("series")
+    previous = s.sub("previous")
+    previous_date = previous.table.get("date")
+    if previous_date is not None and not isinstance(previous_date, date):
+        raise previous.fail("date", "must be a date, YYYY-MM-DD")
+    return SeriesSpec(
+        slug=s.text("slug"),
+        title=s.text("title"),
+        position=s.optional("position", int, "a whole number"),
+        previous_date=previous_date,
+        previous_title=previous.text("title", ""),
+        predecessor=s.text("predecessor", ""),
+    )
+
+
+def _read_programme(top: _Reader, day: date, zone: ZoneInfo) -> list[ProgrammeSpec]:
+    """The [[programme]] tables, each with a start and an end on the event's day."""
+    items = top.table.get("programme", [])
+    if not isinstance(items, list):
+        raise top.fail("programme", "must be a list of [[programme]] tables")
+    programme = []
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise top.fail("programme", f"item {index} must be a table")
+        reader = _Reader(top.source, item, f"programme[{index}].")
+        item_start, item_end = reader.time("start"), reader.time("end")
+        if _on(day, item_end, zone) <= _on(day, item_start, zone):
+            raise reader.fail("end", "is not after its start")
+        programme.append(
+            ProgrammeSpec(
+                starts_at=_on(day, item_start, zone),
+                ends_at=_on(day, item_end, zone),
+                title=reader.text("title"),
+                speaker=reader.text("speaker", ""),
+                organisation=reader.text("organisation", ""),
+            )
+        )
+    return programme
+
+
+def _read_extra(top: _Reader, registration: _Reader) -> dict[str, Any]:
+    """What has no column of its own: unknown top-level keys kept whole, the checked [rsvp] options, and
+    whether a forwarded link may register."""
+    raw = top.table
+    extra = {k: v for k, v in raw.items() if k not in KNOWN_TOP}
+    if "rsvp" in raw:
+        extra["rsvp"] = _rsvp_options(top.sub("rsvp"))
+    # May someone who got a forwarded personal link sign up as themselves (never as the invitee)?
+    if "allow_forwarded" in registration.table:
+        extra["registration"] = {
+            "allow_forwarded": bool(registration.optional("allow_forwarded", bool, "true or false"))
+        }
+    return extra
+
+
 def _reminders(source: str, raw: dict[str, Any], zone: ZoneInfo) -> tuple[RuleSpec, ...]:
     """The [[reminders]] tables: name, when ("-7d 10:00" or a local date and time), audience, template,
     and optionally a segment (roles, municipalities, tags, languages, attended_previous)."""
@@ -317,22 +359,7 @@ def _reminders(source: str, raw: dict[str, Any], zone: ZoneInfo) -> tuple[RuleSp
         if not isinstance(item, dict):
             raise _Reader(source, raw).fail("reminders", f"item {index} must be a table")
         reader = _Reader(source, item, f"reminders[{index}].")
-        when = item.get("when")
-        if when is None:
-            raise reader.fail("when", "is required: an offset such as '-7d 10:00', or a date and time")
-        if isinstance(when, dt.date) and not isinstance(when, datetime):
-            raise reader.fail("when", "needs a time of day too")
-        audience = item.get("audience")
-        if not isinstance(audience, str) and not (
-            isinstance(audience, list) and all(isinstance(a, str) for a in audience)
-        ):
-            raise reader.fail("audience", "is required: a name such as 'no-answer', or a list of names")
-        segment = {key: item[key] for key in SEGMENT_KEYS if key in item}
-        for key, value in segment.items():
-            if key != "attended_previous" and (
-                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
-            ):
-                raise reader.fail(key, "must be a list of texts")
+        when, audience, segment = _check_reminder(reader)
         name = reader.text("name")
         try:
             rules.append(
@@ -351,6 +378,29 @@ def _reminders(source: str, raw: dict[str, Any], zone: ZoneInfo) -> tuple[RuleSp
         if name in (rule.name for rule in rules[:-1]):
             raise reader.fail("name", f"{name!r} is used by an earlier reminder")
     return tuple(rules)
+
+
+def _check_reminder(reader: _Reader) -> tuple[Any, str | list[str], dict[str, Any]]:
+    """One [[reminders]] table's `when`, `audience` and segment, as the table holds them once they are of
+    the right kinds; RuleSpec.parse checks what they say."""
+    item = reader.table
+    when = item.get("when")
+    if when is None:
+        raise reader.fail("when", "is required: an offset such as '-7d 10:00', or a date and time")
+    if isinstance(when, dt.date) and not isinstance(when, datetime):
+        raise reader.fail("when", "needs a time of day too")
+    audience = item.get("audience")
+    if not isinstance(audience, str) and not (
+        isinstance(audience, list) and all(isinstance(a, str) for a in audience)
+    ):
+        raise reader.fail("audience", "is required: a name such as 'no-answer', or a list of names")
+    segment = {key: item[key] for key in SEGMENT_KEYS if key in item}
+    for key, value in segment.items():
+        if key != "attended_previous" and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise reader.fail(key, "must be a list of texts")
+    return when, audience, segment
 
 
 SEGMENT_KEYS = ("roles", "municipalities", "tags", "languages", "attended_previous")

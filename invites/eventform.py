@@ -145,11 +145,7 @@ def event_tables(event: Event) -> dict[str, Any]:
     """The event as the tables its event file would give, so that `event_spec` of them is the event again
     (its reminder rules aside: they are left as they are)."""
     zone = ZoneInfo(event.timezone)
-
-    def local(moment: datetime) -> datetime:
-        return moment.astimezone(zone)
-
-    start, end = local(event.starts_at), local(event.ends_at)
+    start, end = event.starts_at.astimezone(zone), event.ends_at.astimezone(zone)
     extra = copy.deepcopy(event.extra or {})
     rsvp, registration_extra = extra.pop("rsvp", None), extra.pop("registration", {})
     # What the file said that has no column yet was kept whole in `extra`: it goes back where it came from.
@@ -178,33 +174,47 @@ def event_tables(event: Event) -> dict[str, Any]:
             "email": event.organiser_email,
             "partners": list(event.partners),
         },
-        "registration": _present(
-            enabled=event.registration_enabled,
-            price=event.price,
-            opens=local(event.registration_opens_at) if event.registration_opens_at else None,
-            # Closing when the meeting starts is the default, and should follow the start when it moves.
-            closes=local(event.registration_closes_at)
-            if event.registration_closes_at and event.registration_closes_at != event.starts_at
-            else None,
-            **registration_extra,
-        ),
-        "programme": [
-            _present(
-                start=local(item.starts_at).time(),
-                end=local(item.ends_at).time(),
-                title=item.title,
-                speaker=item.speaker,
-                organisation=item.organisation,
-            )
-            for item in event.programme
-        ],
+        "registration": _registration_table(event, zone, registration_extra),
+        "programme": _programme_tables(event, zone),
     }
+    _put_optional_tables(raw, event, zone, rsvp)
+    return raw
+
+
+def _registration_table(event: Event, zone: ZoneInfo, registration_extra: dict[str, Any]) -> dict[str, Any]:
+    return _present(
+        enabled=event.registration_enabled,
+        price=event.price,
+        opens=event.registration_opens_at.astimezone(zone) if event.registration_opens_at else None,
+        # Closing when the meeting starts is the default, and should follow the start when it moves.
+        closes=event.registration_closes_at.astimezone(zone)
+        if event.registration_closes_at and event.registration_closes_at != event.starts_at
+        else None,
+        **registration_extra,
+    )
+
+
+def _programme_tables(event: Event, zone: ZoneInfo) -> list[dict[str, Any]]:
+    return [
+        _present(
+            start=item.starts_at.astimezone(zone).time(),
+            end=item.ends_at.astimezone(zone).time(),
+            title=item.title,
+            speaker=item.speaker,
+            organisation=item.organisation,
+        )
+        for item in event.programme
+    ]
+
+
+def _put_optional_tables(raw: dict[str, Any], event: Event, zone: ZoneInfo, rsvp: Any) -> None:
+    """Add to `raw` the fields an event file may leave out, where the event has them."""
     if event.walk_in_at:
-        raw["walk_in"] = local(event.walk_in_at).time()
+        raw["walk_in"] = event.walk_in_at.astimezone(zone).time()
     if event.capacity is not None:
         raw["capacity"] = event.capacity
     if event.rsvp_deadline:
-        raw["rsvp_deadline"] = local(event.rsvp_deadline)
+        raw["rsvp_deadline"] = event.rsvp_deadline.astimezone(zone)
     if rsvp is not None:
         raw["rsvp"] = rsvp
     if event.series is not None:
@@ -214,7 +224,6 @@ def event_tables(event: Event) -> dict[str, Any]:
             position=event.series_position,
             predecessor=event.predecessor.slug if event.predecessor else None,
         )
-    return raw
 
 
 def form_values(event: Event) -> dict[str, str]:

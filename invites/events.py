@@ -92,32 +92,11 @@ def load_event(session: Session, spec: EventSpec, now: datetime) -> LoadResult:
     for name in CALENDAR_FIELDS + PLAIN_FIELDS:
         setattr(event, name, getattr(spec, name))
     if changes:
-        # What went out at the current sequence told everyone the earlier changes already.
-        announced = session.scalar(
-            select(Campaign.id)
-            .where(
-                Campaign.event_id == event.id,
-                Campaign.kind.in_(("invitation", "update")),
-                Campaign.sequence == event.sequence,
-            )
-            .limit(1)
-        )
-        earlier = set() if announced else set(event.changed_fields)
-        event.sequence += 1
-        event.changed_fields = sorted(earlier | set(changes))
+        _raise_sequence(session, event, changes)
     event.updated_at = now
     event.series = _series(session, spec) if spec.series else None
     event.series_position = spec.series.position if spec.series else None
-    # Items are rewritten in place: replacing them would insert before it deletes, and clash on position.
-    for index, item in enumerate(spec.programme):
-        if index < len(event.programme):
-            row = event.programme[index]
-        else:
-            row = ProgrammeItem(position=index)
-            event.programme.append(row)
-        row.starts_at, row.ends_at = item.starts_at, item.ends_at
-        row.title, row.speaker, row.organisation = item.title, item.speaker, item.organisation
-    del event.programme[len(spec.programme) :]
+    _rewrite_programme(event, spec)
     if spec.series and (spec.series.previous_date or spec.series.previous_title):
         event.extra = {
             **event.extra,
@@ -131,6 +110,37 @@ def load_event(session: Session, spec: EventSpec, now: datetime) -> LoadResult:
     session.flush()
     sync_rules(session, event, spec.reminders, now)
     return LoadResult(event, created, changes)
+
+
+def _raise_sequence(session: Session, event: Event, changes: tuple[str, ...]) -> None:
+    """Raise the event's SEQUENCE, and record the fields changed since the last invitation or update."""
+    # What went out at the current sequence told everyone the earlier changes already.
+    announced = session.scalar(
+        select(Campaign.id)
+        .where(
+            Campaign.event_id == event.id,
+            Campaign.kind.in_(("invitation", "update")),
+            Campaign.sequence == event.sequence,
+        )
+        .limit(1)
+    )
+    earlier = set() if announced else set(event.changed_fields)
+    event.sequence += 1
+    event.changed_fields = sorted(earlier | set(changes))
+
+
+def _rewrite_programme(event: Event, spec: EventSpec) -> None:
+    """Make the event's programme items the definition's."""
+    # Items are rewritten in place: replacing them would insert before it deletes, and clash on position.
+    for index, item in enumerate(spec.programme):
+        if index < len(event.programme):
+            row = event.programme[index]
+        else:
+            row = ProgrammeItem(position=index)
+            event.programme.append(row)
+        row.starts_at, row.ends_at = item.starts_at, item.ends_at
+        row.title, row.speaker, row.organisation = item.title, item.speaker, item.organisation
+    del event.programme[len(spec.programme) :]
 
 
 def _link_predecessor(session: Session, event: Event, slug: str) -> None:

@@ -175,7 +175,22 @@ def _store(
     if suppressed:
         report.suppressed += sum(1 for person in people if person.email_key in suppressed)
         people = [person for person in people if person.email_key not in suppressed]
-    existing = {
+    existing = _existing(session, keys)
+    ids = _insert_recipients(session, [person for person in people if person.email_key not in existing], now)
+    known = [person for person in people if person.email_key in existing]
+    _update_recipients(session, known, existing, now)
+    ids.update({person.email_key: existing[person.email_key][0] for person in known})
+    added = _add_invitations(session, event, job, people, ids, now)
+    report.accepted += added
+    report.updated += len(people) - added
+
+
+# A recipient already stored, by email key: its id, attributes and tags.
+_Existing = dict[str, tuple[int, dict[str, Any], list[Any]]]
+
+
+def _existing(session: Session, keys: list[str]) -> _Existing:
+    return {
         key: (recipient_id, attributes, tags)
         for recipient_id, key, attributes, tags in session.execute(
             select(Recipient.id, Recipient.email_key, Recipient.attributes, Recipient.tags).where(
@@ -183,41 +198,53 @@ def _store(
             )
         )
     }
-    ids: dict[str, int] = {}
-    fresh = [person for person in people if person.email_key not in existing]
-    if fresh:
-        inserted = session.execute(
-            insert(Recipient).returning(Recipient.id, Recipient.email_key),
-            [
-                {
-                    **_fields(person),
-                    "email_key": person.email_key,
-                    "attributes": person.attributes,
-                    "tags": sorted(set(person.tags)),
-                    "undeliverable": False,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for person in fresh
-            ],
-        )
-        ids.update({key: recipient_id for recipient_id, key in inserted})
-    known = [person for person in people if person.email_key in existing]
-    if known:
-        session.execute(
-            update(Recipient),
-            [
-                {
-                    "id": existing[person.email_key][0],
-                    **_fields(person),
-                    "attributes": {**(existing[person.email_key][1] or {}), **person.attributes},
-                    "tags": sorted(set(existing[person.email_key][2] or []) | set(person.tags)),
-                    "updated_at": now,
-                }
-                for person in known
-            ],
-        )
-        ids.update({person.email_key: existing[person.email_key][0] for person in known})
+
+
+def _insert_recipients(session: Session, fresh: list[Person], now: datetime) -> dict[str, int]:
+    """Insert these people as new recipients; returns their ids by email key."""
+    if not fresh:
+        return {}
+    inserted = session.execute(
+        insert(Recipient).returning(Recipient.id, Recipient.email_key),
+        [
+            {
+                **_fields(person),
+                "email_key": person.email_key,
+                "attributes": person.attributes,
+                "tags": sorted(set(person.tags)),
+                "undeliverable": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for person in fresh
+        ],
+    )
+    return {key: recipient_id for recipient_id, key in inserted}
+
+
+def _update_recipients(session: Session, known: list[Person], existing: _Existing, now: datetime) -> None:
+    """Overwrite the stored recipients' fields with the list's, adding to their attributes and tags."""
+    if not known:
+        return
+    session.execute(
+        update(Recipient),
+        [
+            {
+                "id": existing[person.email_key][0],
+                **_fields(person),
+                "attributes": {**(existing[person.email_key][1] or {}), **person.attributes},
+                "tags": sorted(set(existing[person.email_key][2] or []) | set(person.tags)),
+                "updated_at": now,
+            }
+            for person in known
+        ],
+    )
+
+
+def _add_invitations(
+    session: Session, event: Event, job: ImportJob, people: list[Person], ids: dict[str, int], now: datetime
+) -> int:
+    """Invite those of these people who are not invited to the event yet; returns how many that were."""
     invited = set(
         session.scalars(
             select(Invitation.recipient_id).where(
@@ -242,8 +269,7 @@ def _store(
     ]
     if new_invitations:
         session.execute(insert(Invitation), new_invitations)
-    report.accepted += len(new_invitations)
-    report.updated += len(people) - len(new_invitations)
+    return len(new_invitations)
 
 
 def _fields(person: Person) -> dict[str, Any]:

@@ -149,20 +149,31 @@ class SmtpMailer:
                 mail, rcpt, start = await session.envelope(envelope.mail(session), envelope.rcpt)
             if mail.code == 250 and rcpt.code in (250, 251) and start.code == 354:
                 return await self._finish(session, envelope, then)
-            if start.code == 354:
-                # A server that accepts DATA without a recipient: the session's state is not worth saving.
-                self.abort()
-            elif mail.code == 250 and rcpt.code not in (250, 251) and rcpt.code != 421:
-                # As sendmail does: end the envelope, keep the connection for the next message.
-                await _reset(session)
-                return classify(rcpt.code, rcpt.message)
-            else:
-                await self._drop()
-            refusal = next((reply for reply in (mail, rcpt) if reply.code not in (250, 251)), start)
-            return classify(refusal.code, refusal.message)
+            return await self._refused(session, mail, rcpt, start)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             self.abort()
             return SendOutcome(MessageStatus.DEFERRED, f"connection: {type(exc).__name__}: {exc}")
+
+    async def _refused(
+        self,
+        session: _Session,
+        mail: aiosmtplib.SMTPResponse,
+        rcpt: aiosmtplib.SMTPResponse,
+        start: aiosmtplib.SMTPResponse,
+    ) -> SendOutcome:
+        """The outcome of an envelope the server did not accept whole; leaves the connection ready for the
+        next message, or drops it."""
+        if start.code == 354:
+            # A server that accepts DATA without a recipient: the session's state is not worth saving.
+            self.abort()
+        elif mail.code == 250 and rcpt.code not in (250, 251) and rcpt.code != 421:
+            # As sendmail does: end the envelope, keep the connection for the next message.
+            await _reset(session)
+            return classify(rcpt.code, rcpt.message)
+        else:
+            await self._drop()
+        refusal = next((reply for reply in (mail, rcpt) if reply.code not in (250, 251)), start)
+        return classify(refusal.code, refusal.message)
 
     async def _finish(self, session: _Session, envelope: _Envelope, then: Outgoing | None) -> SendOutcome:
         """Send the body; with `then`, the next message's envelope goes out in the same write."""

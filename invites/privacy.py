@@ -164,6 +164,14 @@ def anonymise(session: Session, recipient_ids: Sequence[int], now: datetime) -> 
     if not ids:
         return
     session.flush()
+    _anonymise_recipients(session, ids, now)
+    _anonymise_invitations(session, ids)
+    _anonymise_messages(session, ids, now)
+    session.expire_all()
+
+
+def _anonymise_recipients(session: Session, ids: list[int], now: datetime) -> None:
+    """Empty the recipients' personal fields, and key each by its id instead of its address."""
     session.execute(
         update(Recipient)
         .where(Recipient.id.in_(ids))
@@ -186,6 +194,11 @@ def anonymise(session: Session, recipient_ids: Sequence[int], now: datetime) -> 
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def _anonymise_invitations(session: Session, ids: list[int]) -> None:
+    """Empty the recipients' RSVP answers, revoke their links, and strip the browser details from their
+    answer history and page views."""
     invitation_ids = select(Invitation.id).where(Invitation.recipient_id.in_(ids)).scalar_subquery()
     # A new token version revokes the personal RSVP link.
     session.execute(
@@ -206,6 +219,10 @@ def anonymise(session: Session, recipient_ids: Sequence[int], now: datetime) -> 
         .values(user_agent="")
         .execution_options(synchronize_session=False)
     )
+
+
+def _anonymise_messages(session: Session, ids: list[int], now: datetime) -> None:
+    """Cancel the recipients' unsent outbox rows, and empty the address and reply of all of them."""
     session.execute(
         update(OutboundMessage)
         .where(OutboundMessage.recipient_id.in_(ids), OutboundMessage.status.in_(UNSENT))
@@ -218,7 +235,6 @@ def anonymise(session: Session, recipient_ids: Sequence[int], now: datetime) -> 
         .values(to_address="", last_reply="", updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    session.expire_all()
 
 
 def _scrub_import_reports(session: Session, key: str) -> None:

@@ -76,23 +76,7 @@ def register(
     then even when public registration is off; it always registers the person filling in the form, never the
     one who forwarded the link.
     """
-    state = registration_state(event, now)
-    if referred_by is not None:
-        if not allows_forwarded(event):
-            raise InputError(
-                "aanmelden via een doorgestuurde uitnodiging is voor deze bijeenkomst niet mogelijk"
-            )
-        if state == "disabled":
-            state = "open" if now < (event.registration_closes_at or event.starts_at) else "closed"
-    if state != "open":
-        raise InputError(
-            {
-                "cancelled": "deze bijeenkomst gaat niet door",
-                "disabled": "aanmelden is voor deze bijeenkomst niet mogelijk",
-                "not-yet": "aanmelden is nog niet geopend",
-                "closed": "aanmelden is gesloten",
-            }[state]
-        )
+    _check_open(event, now, referred_by)
     if form.website:
         return Registered(None, mail=False)
     name = " ".join(form.name.split())[:MAX_FIELD]
@@ -107,51 +91,90 @@ def register(
         return Registered(None, mail=False)
     recipient = session.scalar(select(Recipient).where(Recipient.email_key == key))
     if recipient is None:
-        role_text = form.role.strip()[:MAX_FIELD]
-        recipient = Recipient(
-            email=address,
-            email_key=key,
-            display_name=name,
-            role_key=match_role(role_text) if role_text else None,
-            role_label=role_text,
-            municipality_code=match_municipality(form.municipality)
-            if form.municipality
-            else match_municipality(form.organisation)
-            if form.organisation
-            else None,
-            organisation=form.organisation.strip()[:MAX_FIELD],
-            language=form.language if form.language in LANGUAGES else "nl",
-            first_name="",
-            name_prefix="",
-            last_name="",
-            salutation="",
-            attributes={},
-            tags=["aanmelding"],
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(recipient)
-        session.flush()
+        recipient = _add_recipient(session, form, address, key, name, now)
     invitation = session.scalar(
         select(Invitation).where(Invitation.event_id == event.id, Invitation.recipient_id == recipient.id)
     )
     if invitation is None:
-        invitation = Invitation(
-            event_id=event.id,
-            recipient_id=recipient.id,
-            public_id=new_public_id(),
-            token_version=1,
-            source=InvitationSource.REGISTRATION,
-            pending=True,
-            guests=0,
-            responses={},
-            referred_by_id=referred_by.id if referred_by else None,
-            created_at=now,
-        )
-        session.add(invitation)
-        session.flush()
+        invitation = _add_invitation(session, event, recipient, referred_by, now)
     # Already invited or registered: mail the personal link again, whatever state it is in.
     return Registered(invitation.id, mail=True)
+
+
+# What the form says for each state of `registration_state` but "open".
+CLOSED_BECAUSE = {
+    "cancelled": "deze bijeenkomst gaat niet door",
+    "disabled": "aanmelden is voor deze bijeenkomst niet mogelijk",
+    "not-yet": "aanmelden is nog niet geopend",
+    "closed": "aanmelden is gesloten",
+}
+
+
+def _check_open(event: Event, now: datetime, referred_by: Invitation | None) -> None:
+    """Raise InputError, saying why, unless this registration may be made now."""
+    state = registration_state(event, now)
+    if referred_by is not None:
+        if not allows_forwarded(event):
+            raise InputError(
+                "aanmelden via een doorgestuurde uitnodiging is voor deze bijeenkomst niet mogelijk"
+            )
+        if state == "disabled":
+            state = "open" if now < (event.registration_closes_at or event.starts_at) else "closed"
+    if state != "open":
+        raise InputError(CLOSED_BECAUSE[state])
+
+
+def _add_recipient(
+    session: Session, form: RegistrationForm, address: str, key: str, name: str, now: datetime
+) -> Recipient:
+    """Add the registrant as a new recipient, tagged `aanmelding`, and flush it to get its id."""
+    role_text = form.role.strip()[:MAX_FIELD]
+    recipient = Recipient(
+        email=address,
+        email_key=key,
+        display_name=name,
+        role_key=match_role(role_text) if role_text else None,
+        role_label=role_text,
+        municipality_code=match_municipality(form.municipality)
+        if form.municipality
+        else match_municipality(form.organisation)
+        if form.organisation
+        else None,
+        organisation=form.organisation.strip()[:MAX_FIELD],
+        language=form.language if form.language in LANGUAGES else "nl",
+        first_name="",
+        name_prefix="",
+        last_name="",
+        salutation="",
+        attributes={},
+        tags=["aanmelding"],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(recipient)
+    session.flush()
+    return recipient
+
+
+def _add_invitation(
+    session: Session, event: Event, recipient: Recipient, referred_by: Invitation | None, now: datetime
+) -> Invitation:
+    """Add a pending invitation of the registration source, and flush it to get its id."""
+    invitation = Invitation(
+        event_id=event.id,
+        recipient_id=recipient.id,
+        public_id=new_public_id(),
+        token_version=1,
+        source=InvitationSource.REGISTRATION,
+        pending=True,
+        guests=0,
+        responses={},
+        referred_by_id=referred_by.id if referred_by else None,
+        created_at=now,
+    )
+    session.add(invitation)
+    session.flush()
+    return invitation
 
 
 def register_and_mail(

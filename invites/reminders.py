@@ -445,47 +445,51 @@ def due_reminders(
     due: list[Due] = []
     for rule, event in found:
         span = rule_window(rule, event, settings)
-        if span.state(now, hours, ZoneInfo(event.timezone)) != State.DUE:
-            continue
-        key = literal(f"reminder:{rule.id}:") + cast(Invitation.id, String)
-        rows = session.execute(
-            select(
-                Invitation.id,
-                Invitation.answer,
-                Recipient.id,
-                Recipient.email,
-                Recipient.language,
-            )
-            .join(Recipient, Recipient.id == Invitation.recipient_id)
-            .where(
-                Invitation.event_id == event.id,
-                Recipient.undeliverable.is_(False),
-                Recipient.email_key.not_in(select(Suppression.email_key)),
-                audience_condition(parse_audience(rule.audience)),
-                knows_of_event(event.id),
-                ~exists().where(OutboundMessage.idempotency_key == key),
-                *Segment.from_dict(rule.segment).conditions(event),
-            )
-            .order_by(Invitation.id)
-        ).all()
-        due.extend(
-            Due(
-                rule.id,
-                rule.name,
-                rule.template,
-                event.id,
-                event.slug,
-                invitation_id,
-                recipient_id,
-                email,
-                language or event.language,
-                answer.value if answer else "",
-                span.scheduled_at,
-                span.send_from,
-            )
-            for invitation_id, answer, recipient_id, email, language in rows
-        )
+        if span.state(now, hours, ZoneInfo(event.timezone)) == State.DUE:
+            due.extend(_due_of_rule(session, rule, event, span))
     return due
+
+
+def _due_of_rule(session: Session, rule: ReminderRule, event: Event, span: Window) -> list[Due]:
+    """The reminders of a rule that is due: one to each invitee it selects who has no outbox row for it."""
+    key = literal(f"reminder:{rule.id}:") + cast(Invitation.id, String)
+    rows = session.execute(
+        select(
+            Invitation.id,
+            Invitation.answer,
+            Recipient.id,
+            Recipient.email,
+            Recipient.language,
+        )
+        .join(Recipient, Recipient.id == Invitation.recipient_id)
+        .where(
+            Invitation.event_id == event.id,
+            Recipient.undeliverable.is_(False),
+            Recipient.email_key.not_in(select(Suppression.email_key)),
+            audience_condition(parse_audience(rule.audience)),
+            knows_of_event(event.id),
+            ~exists().where(OutboundMessage.idempotency_key == key),
+            *Segment.from_dict(rule.segment).conditions(event),
+        )
+        .order_by(Invitation.id)
+    ).all()
+    return [
+        Due(
+            rule.id,
+            rule.name,
+            rule.template,
+            event.id,
+            event.slug,
+            invitation_id,
+            recipient_id,
+            email,
+            language or event.language,
+            answer.value if answer else "",
+            span.scheduled_at,
+            span.send_from,
+        )
+        for invitation_id, answer, recipient_id, email, language in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -481,44 +481,44 @@ class Skeleton:
         return "".join(out)
 
 
+# The HTML scanner's states: in each, what it looks for next (a marker always), and where each find leads.
+_HTML_STOPS = {
+    "text": re.compile("\ue000|<!--|<"),
+    "tag": re.compile('\ue000|[">]'),
+    "value": re.compile('\ue000|"'),
+    "comment": re.compile("\ue000|-->"),
+}
+_HTML_NEXT = {
+    ("text", "<!--"): "comment",
+    ("text", "<"): "tag",
+    ("tag", '"'): "value",
+    ("tag", ">"): "text",
+    ("value", '"'): "tag",
+    ("comment", "-->"): "text",
+}
+_HTML_ESCAPES: dict[str, Callable[[str], str]] = {"text": _html_text, "value": _html_attribute}
+
+
 def _html_escapes(html: str) -> list[Callable[[str], str]] | None:
     """For each marker in serialised HTML: escaped as text or as a quoted attribute value. None when a
     marker sits anywhere else (a tag or attribute name, a comment), where filling in would not be exact."""
     escapes: list[Callable[[str], str]] = []
     state = "text"
-    i, size = 0, len(html)
-    while i < size:
-        char = html[i]
-        if char == "\ue000":
-            if _OPEN_BEFORE.search(html, max(0, i - 48), i):
-                # After "<" or "&" (and letters) a value could finish a tag or an entity: render per person.
-                return None
-            if state == "text":
-                escapes.append(_html_text)
-            elif state == "value":
-                escapes.append(_html_attribute)
-            else:
-                return None
-            i = html.index("\ue001", i) + 1
+    i = 0
+    # From one find to the next rather than a character at a time: the regular expressions skip the rest.
+    while found := _HTML_STOPS[state].search(html, i):
+        stop, i = found[0], found.start()
+        if stop != "\ue000":
+            state = _HTML_NEXT[state, stop]
+            # A comment ends after its "-->"; any other find is one character, "<!--" counted as its "<".
+            i = found.end() if stop == "-->" else i + 1
             continue
-        if state == "text":
-            if html.startswith("<!--", i):
-                state = "comment"
-            elif char == "<":
-                state = "tag"
-        elif state == "tag":
-            if char == '"':
-                state = "value"
-            elif char == ">":
-                state = "text"
-        elif state == "value":
-            if char == '"':
-                state = "tag"
-        elif state == "comment" and html.startswith("-->", i):
-            state = "text"
-            i += 3
-            continue
-        i += 1
+        escape = _HTML_ESCAPES.get(state)
+        # After "<" or "&" (and letters) a value could finish a tag or an entity: render per person.
+        if escape is None or _OPEN_BEFORE.search(html, max(0, i - 48), i):
+            return None
+        escapes.append(escape)
+        i = html.index("\ue001", i) + 1
     return escapes
 
 
