@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -24,6 +21,7 @@ from rich.table import Table
 
 from invites import campaigns, db, testsend
 from invites.compose import composer_for
+from invites.demo import run_demo
 from invites.errors import InputError, NotFound
 from invites.eventfile import parse_event_file
 from invites.events import find_invitee, get_event, load_event
@@ -35,6 +33,7 @@ from invites.segments import Segment, coverage
 from invites.settings import Settings, UnfitForProduction
 from invites.status import event_status
 from invites.suppression import suppress
+from invites.terminal import err, fail, out, wait_for_delivery
 from invites.user_cli import user_app
 
 app = typer.Typer(
@@ -48,18 +47,9 @@ event_app = typer.Typer(help="Events.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(event_app, name="event")
 
-# soft_wrap: a long path or error stays on one line in logs, whatever the terminal's width.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 @db_app.command("upgrade")
@@ -256,37 +246,6 @@ def suppress_command(
     except ValueError as exc:
         raise fail(str(exc)) from exc
     out.print(f"{address}: {'suppressed' if added else 'was already suppressed'}", highlight=False)
-
-
-def wait_for_delivery(
-    runtime: Runtime, scope: campaigns.MessageScope, timeout: float, quiet: bool
-) -> dict[str, int]:
-    """Poll the database until every row of the message is sent or failed for good, or time runs out."""
-    deadline = time.monotonic() + timeout
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>7.1f}/s"),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("delivering", total=None, rate=0.0)
-        began = time.monotonic()
-        first: int | None = None
-        while True:
-            with runtime.sessions() as session:
-                counts = campaigns.progress(session, scope)
-            first = counts["done"] if first is None else first
-            rate = (counts["done"] - first) / max(time.monotonic() - began, 1e-3)
-            bar.update(task, total=counts["total"], completed=counts["done"], rate=rate)
-            if counts["done"] >= counts["total"]:
-                return counts
-            if time.monotonic() > deadline:
-                raise fail(f"not delivered after {timeout:.0f}s: {counts}; is a worker running?")
-            time.sleep(0.2)
 
 
 @app.command("send")
@@ -527,8 +486,6 @@ def demo(
     port: int = 8000,
 ) -> None:
     """Load the example event, import the sample audience, send through a real worker, and serve."""
-    from invites.demo import run_demo
-
     run_demo(Runtime.current(), once=once, host=host, port=port, console=out)
 
 

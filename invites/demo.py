@@ -20,6 +20,7 @@ from invites.models import Invitation
 from invites.runtime import Runtime, broker_url
 from invites.settings import project_dir
 from invites.status import event_status
+from invites.terminal import fail, wait_for_delivery
 from invites.tokens import make_token
 
 EVENT_FILE = "lokaal-samenspel-2018.toml"
@@ -79,58 +80,25 @@ def demo_organiser(runtime: Runtime, now: datetime) -> str:
 def run_demo(
     runtime: Runtime, *, once: bool, host: str, port: int, console: Console, timeout: float = 300
 ) -> None:
-    from invites.cli import fail, wait_for_delivery
-
+    """Load the example event and audience, send the invitation through a real worker, print where to
+    look, and (unless `once`) serve the web app with beat running until Ctrl-C. Stops what it started."""
     settings = runtime.settings
     now = datetime.now(UTC)
     console.rule("invites demo")
-    db.upgrade(runtime.engine)
-    examples = project_dir("examples")
-    spec = parse_event_file((examples / EVENT_FILE).read_bytes(), EVENT_FILE)
-    with db.transaction(runtime.sessions) as session:
-        slug = load_event(session, spec, now).event.slug
-        report = import_list(
-            session, get_event(session, slug), (examples / AUDIENCE_FILE).read_bytes(), AUDIENCE_FILE, now
-        )
-    console.print(
-        f"event [bold]{slug}[/] loaded; audience: {report.accepted} added, {report.updated} updated"
-    )
+    slug = load_example(runtime, now, console)
     password = demo_organiser(runtime, now)
-
     env = {**os.environ, "INVITES_REDIS_URL": broker_url(settings)}
     env.setdefault("INVITES_VAR_DIR", str(settings.var_dir.resolve()))
     env.setdefault("INVITES_DATABASE_URL", settings.resolved_database_url)
     worker = start_worker(env)
     beat: subprocess.Popen[bytes] | None = None
     try:
-        started = campaigns.start_campaign(
-            runtime.sessions, slug, "invitation", settings, runtime.templates, now
-        )
-        campaigns.enqueue_queued(runtime.sessions, started.scope, runtime.enqueue, settings.batch_size)
-        counts = wait_for_delivery(runtime, started.scope, timeout, quiet=False)
-        if worker.poll() is not None:
-            raise fail(f"the worker exited with {worker.returncode}")
-        with runtime.sessions() as session:
-            event = get_event(session, slug)
-            status = event_status(session, event)
-            first = session.scalar(
-                select(Invitation).where(Invitation.event_id == event.id).order_by(Invitation.id)
-            )
-        base = f"http://{host}:{port}"
-        console.print(
-            f"delivered: {counts['sent']} sent, {counts['failed']} failed, of {counts['total']} "
-            f"(invited {status['invited']})"
-        )
-        console.print(f"outbox folder: {settings.outbox_dir.resolve()}")
-        console.print(f"sign in:       {base}/login as {DEMO_ORGANISER} with password {password}")
-        console.print(f"dashboard:     {base}/events/{slug}")
-        console.print(f"outbox:        {base}/outbox")
-        if first is not None:
-            token = make_token(settings.secret_key, first.public_id, first.token_version)
-            console.print(f"an RSVP link:  {base}/r/{token}")
+        counts = deliver_invitations(runtime, slug, worker, now, timeout)
+        show_where_to_look(runtime, slug, counts, f"http://{host}:{port}", password, console)
         if once:
             return
         beat = subprocess.Popen([sys.executable, "-m", "invites.cli", "beat", "--loglevel=WARNING"], env=env)
+        # Loaded only to serve, as `invites serve` does, so every other command starts without the web app.
         import uvicorn
 
         from invites.web.app import create_app
@@ -146,3 +114,65 @@ def run_demo(
         if not settings.redis_url:
             # The demo started the embedded Redis; leave nothing running behind it.
             embedded.stop(settings.var_dir)
+
+
+def load_example(runtime: Runtime, now: datetime, console: Console) -> str:
+    """The example event and its audience, loaded into the database (again: loading twice changes nothing
+    but the times); returns the event's slug."""
+    db.upgrade(runtime.engine)
+    examples = project_dir("examples")
+    spec = parse_event_file((examples / EVENT_FILE).read_bytes(), EVENT_FILE)
+    with db.transaction(runtime.sessions) as session:
+        slug = load_event(session, spec, now).event.slug
+        report = import_list(
+            session, get_event(session, slug), (examples / AUDIENCE_FILE).read_bytes(), AUDIENCE_FILE, now
+        )
+    console.print(
+        f"event [bold]{slug}[/] loaded; audience: {report.accepted} added, {report.updated} updated"
+    )
+    return slug
+
+
+def deliver_invitations(
+    runtime: Runtime, slug: str, worker: subprocess.Popen[bytes], now: datetime, timeout: float
+) -> dict[str, int]:
+    """Send the invitation as an organiser would (campaigns.send_campaign) and wait for the worker."""
+    settings = runtime.settings
+    sent = campaigns.send_campaign(
+        runtime.sessions,
+        slug,
+        "invitation",
+        settings,
+        runtime.templates,
+        runtime.enqueue,
+        now,
+        allow_empty=True,
+    )
+    assert sent.started is not None  # not a dry run: a campaign was started
+    counts = wait_for_delivery(runtime, sent.started.scope, timeout, quiet=False)
+    if worker.poll() is not None:
+        raise fail(f"the worker exited with {worker.returncode}")
+    return counts
+
+
+def show_where_to_look(
+    runtime: Runtime, slug: str, counts: dict[str, int], base: str, password: str, console: Console
+) -> None:
+    settings = runtime.settings
+    with runtime.sessions() as session:
+        event = get_event(session, slug)
+        status = event_status(session, event)
+        first = session.scalar(
+            select(Invitation).where(Invitation.event_id == event.id).order_by(Invitation.id)
+        )
+    console.print(
+        f"delivered: {counts['sent']} sent, {counts['failed']} failed, of {counts['total']} "
+        f"(invited {status['invited']})"
+    )
+    console.print(f"outbox folder: {settings.outbox_dir.resolve()}")
+    console.print(f"sign in:       {base}/login as {DEMO_ORGANISER} with password {password}")
+    console.print(f"dashboard:     {base}/events/{slug}")
+    console.print(f"outbox:        {base}/outbox")
+    if first is not None:
+        token = make_token(settings.secret_key, first.public_id, first.token_version)
+        console.print(f"an RSVP link:  {base}/r/{token}")
