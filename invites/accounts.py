@@ -9,6 +9,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,8 +25,13 @@ MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "inv_"
 
 _hasher = PasswordHasher()
-# Verified against when the address is unknown, so a wrong address costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the address is unknown, so a wrong address costs as long as a wrong password.
+    Made on first use, not at import: every process that imports this module would pay for it."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def normalise_email(email: str) -> str:
@@ -85,7 +91,7 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     """The organiser with this address and password, or None; the same work is done either way."""
     user = find_user(session, email)
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     if user is None or not user.active:
