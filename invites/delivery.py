@@ -256,10 +256,6 @@ def _event_state(event: Event) -> tuple[Any, ...]:
     )
 
 
-# This process's composers; `deliver` uses them unless it is given others.
-_COMPOSERS = Composers()
-
-
 # One outcome, as the bound parameters of the UPDATE that records it.
 _OUTBOX = cast(Table, OutboundMessage.__table__)
 _RECORD = (
@@ -462,7 +458,8 @@ def _new_batch(
         rows=rows,
         settings=settings,
         templates=templates,
-        shared=composers or _COMPOSERS,
+        # A worker passes its own (Runtime.composers), kept across batches; without, this batch's alone.
+        shared=composers or Composers(),
         delays=parse_schedule(settings.retry_schedule),
         stop_at=now + margin,
         envelope_domain=(settings.bounce_domain or sender_domain(settings.sender)) if verp else None,

@@ -93,6 +93,11 @@ class Runtime:
         return EventLoopThread()
 
     @cached_property
+    def composers(self) -> delivery.Composers:
+        """This process's composers, kept across its batches: each event's skeleton is built once."""
+        return delivery.Composers()
+
+    @cached_property
     def pool(self) -> SmtpPool:
         """This process's SMTP connections, kept open between batches on its event loop."""
         settings = self.settings
@@ -144,6 +149,7 @@ class Runtime:
                 clock,
                 throttle=self.loop.run(self._throttle()),
                 verp=self.verp,
+                composers=self.composers,
             )
         )
 
