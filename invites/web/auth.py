@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -31,6 +30,7 @@ from invites.ratelimit import Limit
 from invites.reference import LANGUAGES
 from invites.runtime import Runtime
 from invites.settings import Settings
+from invites.web.csrf import CsrfRejected, check_csrf
 from invites.web.deps import RuntimeDep
 from invites.web.pages import render, translate
 
@@ -53,10 +53,6 @@ class SignInRequired(Exception):
     """Raised by the organiser check; answered with a redirect to /login, or a 401 for the API."""
 
 
-class CsrfRejected(Exception):
-    """A state-changing request with the session cookie but without its CSRF token."""
-
-
 def install(app: FastAPI, settings: Settings) -> None:
     # The cookie's key is derived, so a leaked session key tells nothing about the token key.
     key = hmac.new(settings.secret_key.encode(), b"invites-session", hashlib.sha256).hexdigest()
@@ -71,29 +67,6 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(CsrfRejected, _csrf_rejected)
     app.include_router(router)
-
-
-def csrf_token(request: Request) -> str:
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
-        token = request.session["csrf"] = secrets.token_urlsafe(32)
-    return token
-
-
-async def check_csrf(request: Request) -> None:
-    expected = request.session.get("csrf")
-    given = request.headers.get("x-csrf-token", "")
-    form = None
-    if not given and request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
-        form = await request.form()
-        value = form.get("csrf_token", "")
-        given = value if isinstance(value, str) else ""
-    if not isinstance(expected, str) or not given or not secrets.compare_digest(expected, given):
-        if form is not None:
-            await form.close()  # an upload's temporary files, which no handler will see
-        raise CsrfRejected()
 
 
 def _from_token(rt: Runtime, secret: str) -> SignedIn | None:

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from invites.errors import NotFound
 from invites.reference import LANGUAGES
 from invites.settings import project_dir
+from invites.web.csrf import csrf_token
 
 
 @cache
@@ -56,8 +57,6 @@ def language(request: Request) -> str:
 
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     """A page with what every page needs: the language, the signed-in organiser and the CSRF token."""
-    from invites.web.auth import csrf_token  # auth renders the sign-in page with this function
-
     full: dict[str, Any] = {
         "lang": language(request),
         "organiser": getattr(request.state, "organiser", None),
