@@ -50,8 +50,7 @@ from invites.rendering import (
     recipient_context,
 )
 from invites.settings import Settings
-from invites.tokens import make_token
-from invites.unsubscribe import unsubscribe_token
+from invites.tokens import make_token, unsubscribe_token
 
 # The iTIP method of each kind's calendar part; rsvp-confirmation depends on the answer (see `method_for`).
 CALENDAR_METHOD: dict[str, str | None] = {

@@ -35,3 +35,10 @@ def split_token(token: str) -> str | None:
 
 def token_matches(secret: str, token: str, public_id: str, version: int) -> bool:
     return hmac.compare_digest(token.encode(), make_token(secret, public_id, version).encode())
+
+
+def unsubscribe_token(secret: str, public_id: str) -> str:
+    """The token of an invitation's List-Unsubscribe links: its public id with an HMAC of its own purpose,
+    so revoking RSVP links (a new token version) does not break the way out of the list."""
+    digest = hmac.new(secret.encode(), f"unsubscribe:{public_id}".encode(), hashlib.sha256).digest()
+    return f"{public_id}.{base64.urlsafe_b64encode(digest[:16]).rstrip(b'=').decode()}"

@@ -1,13 +1,11 @@
-"""Unsubscribing: the token in every message's List-Unsubscribe links, and the use case that honours it.
+"""Unsubscribing: the use cases behind every message's List-Unsubscribe links.
 
-The token is `<public_id>.<mac>`: the invitation's public id with an HMAC for the purpose "unsubscribe". It is
-not the RSVP token: revoking RSVP links (a new token version) must not break the way out of the list.
+The token (`tokens.unsubscribe_token`) is `<public_id>.<mac>`: the invitation's public id with an HMAC for
+the purpose "unsubscribe". It is not the RSVP token: revoking RSVP links must not break the way out.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,12 +19,7 @@ from invites.errors import NotFound
 from invites.held import Held, delivered_at, hold, replace_held
 from invites.models import AnswerSource, Event, HeldKind, Invitation, Recipient, Suppression
 from invites.suppression import suppress
-from invites.tokens import split_token
-
-
-def unsubscribe_token(secret: str, public_id: str) -> str:
-    digest = hmac.new(secret.encode(), f"unsubscribe:{public_id}".encode(), hashlib.sha256).digest()
-    return f"{public_id}.{base64.urlsafe_b64encode(digest[:16]).rstrip(b'=').decode()}"
+from invites.tokens import split_token, unsubscribe_token
 
 
 @dataclass(frozen=True)

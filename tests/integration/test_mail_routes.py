@@ -21,7 +21,7 @@ from invites.eventfile import parse_event_file
 from invites.events import get_event, load_event
 from invites.models import HeldAnswer, HeldKind, HeldState, Invitation, Recipient, Suppression
 from invites.sink import stored_messages
-from invites.unsubscribe import unsubscribe_token
+from invites.tokens import unsubscribe_token
 from tests.conftest import EVENT_FILE, NOW, ROOT, as_person, run_cli, settings_env, wait_until
 
 SLUG = "lokaal-samenspel-2018"

@@ -37,8 +37,7 @@ from invites.events import load_event
 from invites.models import Answer, Base, Event, Invitation, Recipient
 from invites.reference import LANGUAGES
 from invites.rendering import KINDS, TemplateSet
-from invites.tokens import make_token, new_public_id
-from invites.unsubscribe import unsubscribe_token
+from invites.tokens import make_token, new_public_id, unsubscribe_token
 from tests.conftest import EVENT_FILE, make_recipient
 
 NOW = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)

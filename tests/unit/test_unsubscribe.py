@@ -14,8 +14,8 @@ from invites.errors import NotFound
 from invites.eventfile import parse_event_file
 from invites.events import load_event
 from invites.models import Base, Invitation, Recipient, Suppression
-from invites.tokens import make_token
-from invites.unsubscribe import find_subscriber, unsubscribe, unsubscribe_token
+from invites.tokens import make_token, unsubscribe_token
+from invites.unsubscribe import find_subscriber, unsubscribe
 from tests.conftest import EVENT_FILE
 
 NOW = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)
