@@ -6,20 +6,12 @@ from dataclasses import dataclass
 
 import redis
 
-from invites.embedded import client_for
-from invites.runtime import broker_url
-from invites.settings import Settings
-
 TTL_SECONDS = 24 * 3600
 
 
 @dataclass
 class ImportProgress:
     client: redis.Redis
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> ImportProgress:
-        return cls(client_for(broker_url(settings)))
 
     @staticmethod
     def key(job_id: int) -> str:

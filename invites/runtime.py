@@ -16,11 +16,12 @@ from typing import Any, ClassVar, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from invites import db, delivery, embedded, reference
+from invites import db, delivery, embedded, imports, reference
 from invites.embedded import client_for
 from invites.locks import once_per
 from invites.mailbox import ImapTarget, poll_imap
 from invites.mailer import SmtpPool
+from invites.progress import ImportProgress
 from invites.ratelimit import RateLimiter
 from invites.rendering import TemplateSet
 from invites.settings import Settings, SmtpTarget, get_settings
@@ -81,6 +82,23 @@ class Runtime:
         settings = self.settings
         return RateLimiter(
             client_for(broker_url(settings)), settings.rsvp_client_limit, namespace=settings.queue
+        )
+
+    @cached_property
+    def import_progress(self) -> ImportProgress:
+        """How far each running import got, kept in Redis (fleeting: never the database's truth)."""
+        return ImportProgress(client_for(broker_url(self.settings)))
+
+    def run_import(self, job_id: int, now: datetime) -> dict[str, Any]:
+        """Import a queued upload (imports.run_import_job), reporting its progress as it goes."""
+        settings = self.settings
+        return imports.run_import_job(
+            self.sessions,
+            job_id,
+            settings.var_dir,
+            now,
+            max_bytes=settings.import_max_bytes,
+            progress=lambda rows: self.import_progress.report(job_id, rows),
         )
 
     @cached_property

@@ -18,7 +18,6 @@ from invites.events import get_event
 from invites.exports import export_bytes
 from invites.imports import submit_import
 from invites.models import ImportJob
-from invites.progress import ImportProgress
 from invites.rsvp import parse_answer
 from invites.segments import Segment, coverage
 from invites.status import attendees, timeline
@@ -105,7 +104,7 @@ def import_status(job_id: RowId, session: SessionDep, runtime: RuntimeDep) -> Im
         raise HTTPException(404, f"no import job {job_id}")
     found = ImportStatus(job=job.id, filename=job.filename, status=job.status)
     if job.status in ("queued", "running"):
-        found.rows_read = ImportProgress.for_settings(runtime.settings).rows(job.id)
+        found.rows_read = runtime.import_progress.rows(job.id)
     elif job.status == "done":
         found.report = job.report
     else:

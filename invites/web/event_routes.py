@@ -26,7 +26,6 @@ from invites.eventform import DEFAULTS, FIELDS, FormError, event_tables, form_va
 from invites.events import CALENDAR_FIELDS, get_event, load_event
 from invites.imports import submit_import
 from invites.models import Event, ImportJob
-from invites.progress import ImportProgress
 from invites.rendering import CHANGE_WORDS, join_words
 from invites.runtime import Runtime
 from invites.web.auth import organiser_router
@@ -287,7 +286,7 @@ def _job_view(job: ImportJob, rt: Runtime) -> dict[str, Any]:
     """What the report page shows of an import job: its progress, its report, or its error."""
     view: dict[str, Any] = {"id": job.id, "filename": job.filename, "status": job.status}
     if job.status in ("queued", "running"):
-        view["rows_read"] = ImportProgress.for_settings(rt.settings).rows(job.id)
+        view["rows_read"] = rt.import_progress.rows(job.id)
     elif job.status == "done":
         report = job.report
         counts = {key: int(report.get(key, 0)) for key in ("accepted", "updated", "duplicates", "suppressed")}
