@@ -21,6 +21,7 @@ from invites.embedded import client_for
 from invites.locks import once_per
 from invites.mailbox import ImapTarget, poll_imap
 from invites.mailer import SmtpPool
+from invites.producer import DELIVER_BATCH, IMPORT_LIST, Producer
 from invites.progress import ImportProgress
 from invites.ratelimit import RateLimiter
 from invites.rendering import TemplateSet
@@ -144,15 +145,17 @@ class Runtime:
         # Microsoft 365 refuses an envelope sender other than the authenticated mailbox.
         return self.settings.smtp_preset != "m365"
 
-    def enqueue(self, ids: list[int]) -> None:
-        from workers.tasks import enqueue_batch  # the Celery app is only loaded where work is enqueued
+    @cached_property
+    def producer(self) -> Producer:
+        return Producer(self.settings, broker_url(self.settings))
 
-        enqueue_batch(ids)
+    def enqueue(self, ids: list[int]) -> None:
+        """Hand a batch of outbox rows to the workers (after they are committed)."""
+        self.producer.send(DELIVER_BATCH, ids)
 
     def enqueue_import(self, job_id: int) -> None:
-        from workers.import_tasks import import_list  # as `enqueue`: the Celery app loads only where needed
-
-        import_list.delay(job_id)
+        """Hand a queued import job to a worker."""
+        self.producer.send(IMPORT_LIST, job_id)
 
     def deliver(self, ids: Sequence[int], clock: Callable[[], datetime]) -> delivery.BatchResult:
         """Deliver a batch on this process's event loop, through its pooled connections."""
