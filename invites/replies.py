@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
@@ -50,6 +50,8 @@ class Reply:
     answer: Answer
     sequence: int
     comment: str = ""
+    # When the calendar made the reply (DTSTAMP); None when it does not say.
+    stamped_at: datetime | None = None
 
 
 class NotAReply(ValueError):
@@ -67,6 +69,13 @@ def _calendar_parts(message: Message) -> list[bytes]:
                 # Clients and relays disagree on line breaks inside an encoded part; iCalendar wants CRLF.
                 found.append(re.sub(rb"\r*\n", b"\r\n", payload))
     return found
+
+
+def _stamp(value: Any) -> datetime | None:
+    moment = getattr(value, "dt", None)
+    if isinstance(moment, datetime) and moment.tzinfo is not None:
+        return moment.astimezone(UTC)
+    return None
 
 
 def parse_reply(data: bytes) -> Reply:
@@ -106,6 +115,7 @@ def parse_reply(data: bytes) -> Reply:
                 answer=PARTSTAT[partstat],
                 sequence=int(event.get("SEQUENCE", 0)),
                 comment=str(event.get("COMMENT", ""))[:500],
+                stamped_at=_stamp(event.get("DTSTAMP")),
             )
     raise NotAReply("; ".join(problems) or "no VEVENT")
 
@@ -142,6 +152,9 @@ def record_reply(
             check_answer(event, invitation, reply.answer, AnswerSource.CALENDAR, now)
         except InputError as exc:
             return _ignored(f"{reply.attendee}: {exc}")
+        if _stale(reply, invitation.answered_at):
+            # A genuine reply mailed again later (a replay) must not undo the answer given since.
+            return _ignored(f"{reply.attendee}: the reply was made before the answer already recorded")
         problem = hold_reason(reply, verdict, invitation.pending)
         if problem:
             evidence = {**verdict.evidence, "attendee": reply.attendee, "uid": reply.uid}
@@ -166,7 +179,10 @@ def record_reply(
                 now,
                 user_agent="iMIP REPLY",
                 responses=None,
-                evidence=verdict.evidence,
+                evidence={
+                    **verdict.evidence,
+                    "dtstamp": reply.stamped_at.isoformat() if reply.stamped_at else None,
+                },
             )
             queued = queue_notices(session, invitation, outcome, settings, now)
         except InputError as exc:
@@ -186,6 +202,15 @@ def _invitation(session: Session, reply: Reply) -> Invitation | None:
         .join(Recipient, Recipient.id == Invitation.recipient_id)
         .where(Event.ics_uid == reply.uid, Recipient.email_key == reply.attendee)
     )
+
+
+# Clocks of mail clients and of this server differ by a little; a reply this much older still counts.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _stale(reply: Reply, answered_at: datetime | None) -> bool:
+    """Whether the reply was made (its DTSTAMP) before the answer the invitation already has."""
+    return bool(reply.stamped_at and answered_at and reply.stamped_at < answered_at - CLOCK_SKEW)
 
 
 def hold_reason(reply: Reply, verdict: Verdict, pending: bool) -> str:

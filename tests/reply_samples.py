@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 
 from invites.compose import DkimKey
@@ -23,20 +24,33 @@ def _b64(text: str) -> str:
 
 
 def _ics(
-    uid: str, prodid: str, attendee: str, extra: str, method: str = "REPLY", organizer: bool = True
+    uid: str,
+    prodid: str,
+    attendee: str,
+    extra: str,
+    method: str = "REPLY",
+    organizer: bool = True,
+    stamped: datetime | None = None,
 ) -> str:
+    # DTSTAMP: when the calendar made the reply; now, unless a test replays an old one.
+    stamp = (stamped or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return (
         "BEGIN:VCALENDAR\r\n"
         f"PRODID:{prodid}\r\nVERSION:2.0\r\nMETHOD:{method}\r\n"
         "BEGIN:VEVENT\r\n" + (f"{ORGANIZER}\r\n" if organizer else "") + f"{attendee}\r\n"
         "DTSTART;TZID=Europe/Amsterdam:20180213T193000\r\nDTEND;TZID=Europe/Amsterdam:20180213T220000\r\n"
-        f"UID:{uid}\r\nSEQUENCE:0\r\nDTSTAMP:20180120T101500Z\r\n{extra}"
+        f"UID:{uid}\r\nSEQUENCE:0\r\nDTSTAMP:{stamp}\r\n{extra}"
         "END:VEVENT\r\nEND:VCALENDAR\r\n"
     )
 
 
 def outlook(
-    uid: str, address: str, partstat: str = "ACCEPTED", sender: str | None = None, method: str = "REPLY"
+    uid: str,
+    address: str,
+    partstat: str = "ACCEPTED",
+    sender: str | None = None,
+    method: str = "REPLY",
+    stamped: datetime | None = None,
 ) -> bytes:
     ics = _ics(
         uid,
@@ -47,6 +61,7 @@ def outlook(
         method,
         # Exchange leaves ORGANIZER out of its replies (nextcloud/server#53949).
         organizer=False,
+        stamped=stamped,
     )
     return (
         f"From: =?utf-8?Q?Zo=C3=AB_van_der_Berg?= <{sender or address}>\r\n"

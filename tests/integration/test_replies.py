@@ -10,7 +10,7 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,6 +34,7 @@ from invites.models import (
     Recipient,
 )
 from invites.replies import NOT_CONFIRMED, ReplyHandler
+from invites.rsvp import record_answer
 from invites.sink import free_port
 from tests.conftest import EVENT_FILE, NOW, wait_until
 from tests.dns_stub import DnsStub, dns_stub
@@ -370,3 +371,29 @@ def test_the_dkim_lookup_asks_the_configured_resolver(dns: DnsStub) -> None:
     assert lookup(f"{key.name}.".encode()) == key.record.encode(), "a long record's strings are joined"
     assert lookup(b"nobody._domainkey.example.nl.") is None
     assert dns.questions == [key.name, "nobody._domainkey.example.nl"]
+
+
+def test_a_reply_replayed_after_a_later_answer_changes_nothing(runtime: Any, endpoint: Endpoint) -> None:
+    """A genuine, authenticated Accept mailed again after the person declined on the page (a replay, or a
+    reply stuck in a queue for a day) must not undo the decline: a reply older than the answer is ignored."""
+    uid = invite(runtime, ["zoe@example.nl"])
+    passed = ar("dmarc=pass header.from=example.nl")
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    old_accept = with_headers(outlook(uid, "zoe@example.nl", stamped=an_hour_ago), passed)
+    endpoint.deliver("zoe@example.nl", old_accept)
+    endpoint.wait(1)
+    assert answers(runtime)["zoe@example.nl"] == Answer.ACCEPTED, "in time, the reply counts"
+    with runtime.sessions() as session:
+        invitation = session.scalars(select(Invitation)).one()
+        record_answer(session, invitation, Answer.DECLINED, AnswerSource.WEB, datetime.now(UTC))
+        session.commit()
+    endpoint.deliver("zoe@example.nl", old_accept)
+    endpoint.wait(2)
+    replayed = endpoint.handler.results[1]
+    assert not replayed.recorded and not replayed.held
+    assert replayed.reason == "zoe@example.nl: the reply was made before the answer already recorded"
+    assert answers(runtime)["zoe@example.nl"] == Answer.DECLINED
+    # A reply made after the decline (Zoe changed her mind in Outlook) counts again.
+    endpoint.deliver("zoe@example.nl", with_headers(outlook(uid, "zoe@example.nl"), passed))
+    endpoint.wait(3)
+    assert answers(runtime)["zoe@example.nl"] == Answer.ACCEPTED
