@@ -19,14 +19,14 @@ from email.policy import SMTP
 from email.utils import format_datetime
 
 from invites import db
-from invites.compose import Composer
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.models import Base, Event, Invitation, Recipient
-from invites.reference import municipalities, roles
-from invites.rendering import TemplateSet
+from invites.db.models import Base, Event, Invitation, Recipient
+from invites.domain.eventfile import parse_event_file
+from invites.domain.reference import municipalities, roles
+from invites.domain.tokens import new_public_id
+from invites.messages.compose import Composer
+from invites.messages.rendering import TemplateSet
+from invites.services.events import load_event
 from invites.settings import project_dir
-from invites.tokens import new_public_id
 
 NOW = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)
 SENDER = "VNG afdeling Utrecht <uitnodigingen@example.org>"

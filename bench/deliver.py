@@ -31,16 +31,19 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import func, select
 
-from invites import campaigns, db, embedded
-from invites.compose import composer_for
-from invites.demo import worker_command
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
-from invites.models import Event, Invitation, MessageStatus, OutboundMessage, Recipient
-from invites.rendering import TemplateSet
+from invites import db
+from invites.adapters import embedded
+from invites.adapters.sink import free_port
+from invites.cli.processes import worker_command
+from invites.db.models import Event, Invitation, OutboundMessage, Recipient
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import MessageStatus
+from invites.messages.compose import composer_for
+from invites.messages.rendering import TemplateSet
+from invites.services import campaigns
+from invites.services.events import load_event
+from invites.services.imports import import_list
 from invites.settings import Settings, project_dir
-from invites.sink import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SLUG = "lokaal-samenspel-2018"

@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_stream
-from invites.reference import municipalities, roles
+from invites.domain.eventfile import parse_event_file
+from invites.domain.reference import municipalities, roles
+from invites.services.events import load_event
+from invites.services.imports import import_stream
 from invites.settings import project_dir
 
 NOW = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)

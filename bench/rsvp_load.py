@@ -45,20 +45,21 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from invites import db
-from invites.embedded import client_for, ensure_running, stop
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.evidence import page_stamp
-from invites.imports import import_stream
-from invites.models import AnswerHistory, Invitation, OutboundMessage
+from invites.adapters.embedded import client_for, ensure_running, stop
+from invites.adapters.sink import free_port
+from invites.db.models import AnswerHistory, Invitation, OutboundMessage
+from invites.domain.eventfile import parse_event_file
+from invites.domain.evidence import page_stamp
+from invites.domain.tokens import make_token
+from invites.services.events import load_event
+from invites.services.imports import import_stream
 from invites.settings import project_dir
-from invites.sink import free_port
-from invites.tokens import make_token
 
 SECRET = "bench-secret-for-the-rsvp-load-test"
 ANSWERS = ("accepted", "declined", "tentative")
 # What a person's browser sends with an answer besides the answer: the page's stamp from a few seconds ago,
-# and what the page's script saw (a pointer path, a trusted press); anything less is held (invites.evidence).
+# and what the page's script saw (a pointer path, a trusted press); anything less is held
+# (invites.domain.evidence).
 PERSON_SEEN = "js;m=24;k=0;w=1;t=0;p=1"
 READ_FOR = timedelta(seconds=5)
 HOST = "127.0.0.1"

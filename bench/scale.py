@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.deliver import SLUG, environment, final_count, prepare, process, smtp_sink_binary, wait_for_log
-from invites import campaigns, db, embedded
-from invites.demo import worker_command
-from invites.rendering import TemplateSet
+from invites import db
+from invites.adapters import embedded
+from invites.cli.processes import worker_command
+from invites.messages.rendering import TemplateSet
+from invites.services import campaigns
 from invites.settings import Settings
 
 

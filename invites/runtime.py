@@ -13,27 +13,26 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
+import redis.asyncio
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from invites import db, delivery, embedded, imports, reference
-from invites.embedded import client_for
-from invites.locks import once_per
-from invites.mailbox import ImapTarget, poll_imap
-from invites.mailer import SmtpPool
-from invites.producer import DELIVER_BATCH, IMPORT_LIST, Producer
-from invites.progress import ImportProgress
-from invites.ratelimit import RateLimiter
-from invites.rendering import TemplateSet
+from invites import db
+from invites.adapters.embedded import broker_url, client_for
+from invites.adapters.locks import once_per
+from invites.adapters.mailbox import ImapTarget, poll_imap
+from invites.adapters.mailer import SmtpPool
+from invites.adapters.producer import DELIVER_BATCH, IMPORT_LIST, Producer
+from invites.adapters.progress import ImportProgress
+from invites.adapters.ratelimit import RateLimiter
+from invites.adapters.throttle import Limits, Throttle, resolve_limits
+from invites.domain import reference
+from invites.messages.rendering import TemplateSet
+from invites.services import bounces, delivery, imports, privacy, replies
+from invites.services.reminders import sweep_reminders
 from invites.settings import Settings, SmtpTarget, get_settings
-from invites.throttle import Limits, Throttle, resolve_limits
 
 T = TypeVar("T")
-
-
-def broker_url(settings: Settings) -> str:
-    """INVITES_REDIS_URL, else the embedded Redis under var/, started if need be."""
-    return settings.redis_url or embedded.ensure_running(settings.var_dir)
 
 
 @dataclass
@@ -48,10 +47,20 @@ class Runtime:
 
     @classmethod
     def current(cls) -> Runtime:
-        """This process's runtime. A forked child builds its own: connections don't survive a fork."""
+        """This process's runtime, built from the environment's settings when there is none yet. A forked
+        child builds its own from its parent's settings: connections don't survive a fork."""
         runtime = cls._current
-        if runtime is None or runtime.pid != os.getpid():
+        if runtime is None:
             runtime = cls._current = cls(get_settings())
+        elif runtime.pid != os.getpid():
+            runtime = cls._current = cls(runtime.settings)
+        return runtime
+
+    @classmethod
+    def install(cls, settings: Settings) -> Runtime:
+        """Make `settings` this process's runtime (and its forked children's): a worker that starts its own
+        local sink hands its address on this way, not through the environment."""
+        runtime = cls._current = cls(settings)
         return runtime
 
     @cached_property
@@ -128,8 +137,6 @@ class Runtime:
     def throttle(self) -> Throttle | None:
         if not self.limits.any:
             return None
-        import redis.asyncio
-
         url = broker_url(self.settings)
         client = (
             redis.asyncio.Redis(unix_socket_path=url.removeprefix("redis+socket://"))
@@ -192,8 +199,6 @@ class Runtime:
 
     def poll_bounces(self, now: datetime) -> int:
         """Read the bounce mailbox (INVITES_BOUNCE_IMAP_URL) once; returns how many messages were read."""
-        from invites import bounces
-
         if not self.settings.bounce_imap_url:
             return 0
         target = ImapTarget.parse(self.settings.bounce_imap_url, "INVITES_BOUNCE_IMAP_URL")
@@ -205,8 +210,6 @@ class Runtime:
     def poll_replies(self, now: datetime) -> int:
         """Read the organiser's inbox (INVITES_REPLY_IMAP_URL) once for calendar replies; returns how many
         messages were read. A recorded reply is deleted; anything else stays, marked as read."""
-        from invites import replies
-
         if not self.settings.reply_imap_url:
             return 0
         target = ImapTarget.parse(self.settings.reply_imap_url, "INVITES_REPLY_IMAP_URL")
@@ -220,13 +223,9 @@ class Runtime:
 
     def remind(self, now: datetime) -> int:
         """The reminder sweep: queue every reminder due now; returns how many were created."""
-        from invites.reminders import sweep_reminders
-
         return sweep_reminders(self.sessions, self.enqueue, now, self.settings).created
 
     def purge_retention(self, now: datetime) -> int:
-        from invites import privacy
-
         with db.transaction(self.sessions) as session:
             return privacy.purge_expired(session, now, self.settings.retention_days)
 

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.var_dir / 'invites.db').resolve()}"
+        return f"sqlite:///{(self.var_dir / 'invites.db.engine').resolve()}"
 
     @property
     def outbox_dir(self) -> Path:

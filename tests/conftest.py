@@ -34,7 +34,7 @@ def _session_redis(tmp: Path) -> str:
     configured = os.environ.get("INVITES_TEST_REDIS_URL")
     if configured:
         return configured
-    from invites import embedded
+    from invites.adapters import embedded
 
     return embedded.ensure_running(tmp / "redis-var")
 
@@ -53,14 +53,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ["INVITES_VAR_DIR"] = str(directory / "var")
     yield url
     if not os.environ.get("INVITES_TEST_REDIS_URL"):
-        from invites import embedded
+        from invites.adapters import embedded
 
         embedded.stop(directory / "redis-var")
 
 
 def make_recipient(**fields: Any) -> Any:
     """An unsaved Recipient with every field set (a plain person at jan@example.org), changed by `fields`."""
-    from invites.models import Recipient
+    from invites.db.models import Recipient
 
     values: dict[str, Any] = {
         "email": "jan@example.org",
@@ -102,7 +102,7 @@ def wait_until(
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a PostgreSQL database made for this one test."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'invites.db'}"
+        yield f"sqlite:///{tmp_path / 'invites.db.engine'}"
         return
     if not PG_URL:
         pytest.skip("INVITES_TEST_DATABASE_URL is not set")
@@ -121,7 +121,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[Any]:
     """A real SMTP server on loopback that stores what it receives where `/outbox` reads (var/outbox)."""
-    from invites.sink import Sink
+    from invites.adapters.sink import Sink
 
     running = Sink(tmp_path / "var" / "outbox").start()
     yield running
@@ -173,7 +173,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run the `invites` command as a user would, in its own process (with `input_text` on its stdin)."""
     result = subprocess.run(
-        [sys.executable, "-m", "invites.cli", *args],
+        [sys.executable, "-m", "invites.cli.main", *args],
         input=input_text,
         env=settings_env(settings),
         cwd=ROOT,
@@ -189,7 +189,7 @@ def run_cli(
 @pytest.fixture
 def start_worker(settings: Any, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start real Celery worker processes (`celery -A workers worker`); all are stopped at the end."""
-    from invites.demo import worker_command
+    from invites.cli.processes import worker_command
 
     started: list[subprocess.Popen[bytes]] = []
 
@@ -231,7 +231,7 @@ def serve(app: Any, port: int = 0) -> Iterator[str]:
 
     import uvicorn
 
-    from invites.sink import free_port
+    from invites.adapters.sink import free_port
 
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -269,7 +269,8 @@ class SignedInOrganiser:
 @pytest.fixture
 def organiser(runtime: Any) -> SignedInOrganiser:
     """An organiser account with an API token, made through the same service as `invites user add`."""
-    from invites import accounts, db
+    from invites import db
+    from invites.services import accounts
 
     email, password = "organisator@example.org", "correct horse battery"
     with db.transaction(runtime.sessions) as session:
@@ -310,13 +311,13 @@ def sign_in(client: Any, organiser: SignedInOrganiser) -> None:
 
 
 # What a person's browser sends with an answer: the page's stamp from a few seconds ago, and what the page's
-# script saw (a pointer path, a trusted press). A scanner's press has neither (invites/evidence.py).
+# script saw (a pointer path, a trusted press). A scanner's press has neither (invites/domain/evidence.py).
 PERSON_SEEN = "js;m=24;k=0;w=1;t=0;p=1"
 
 
 def as_person(settings: Any, token: str, fields: dict[str, Any], read_for: float = 5.0) -> dict[str, Any]:
     """The form `fields` as a person's browser posts them after reading the page for `read_for` seconds."""
-    from invites.evidence import page_stamp
+    from invites.domain.evidence import page_stamp
 
     served = page_stamp(settings.secret_key, token, datetime.now(UTC) - timedelta(seconds=read_for))
     return {**fields, "served": served, "evidence": PERSON_SEEN}

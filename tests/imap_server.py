@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from invites.sink import free_port
+from invites.adapters.sink import free_port
 
 CONFIG = """
 protocols = imap

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 
-from invites.compose import DkimKey
+from invites.messages.compose import DkimKey
 
 ORGANIZER = "ORGANIZER;CN=VNG afdeling Utrecht:mailto:uitnodigingen@example.org"
 
@@ -160,7 +160,8 @@ def head_of(data: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class SigningKey:
-    """A sender's DKIM key (invites.compose's signer), and the TXT record that publishes it at `name`."""
+    """A sender's DKIM key (invites.messages.compose's signer), and the TXT record that publishes it at
+    `name`."""
 
     key: DkimKey
     record: str

@@ -10,11 +10,12 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
 
-from invites import logs
-from invites.mailer import shared_tls_context
-from invites.runtime import Runtime, broker_url
+from invites.adapters import logs
+from invites.adapters.embedded import broker_url
+from invites.adapters.mailer import shared_tls_context
+from invites.adapters.sink import Sink
+from invites.runtime import Runtime
 from invites.settings import UnfitForProduction, get_settings
-from invites.sink import Sink
 
 app = Celery("invites", include=["workers.tasks", "workers.import_tasks"])
 # The retention purge runs daily; a purge looks at whole days, so a later hour changes nothing.
@@ -81,7 +82,7 @@ def _configure(sender: Celery, **_: Any) -> None:
 @after_setup_task_logger.connect
 def _json_logs(logger: logging.Logger, **_: Any) -> None:
     """JSON lines in production (INVITES_LOG_FORMAT), for the worker's and beat's own loggers alike."""
-    logs.reformat(logger, get_settings())
+    logs.reformat(logger, Runtime.current().settings)
 
 
 @worker_init.connect
@@ -91,13 +92,12 @@ def _start_local_sink(**_: Any) -> None:
     It starts in the worker's main process, before the pool forks, so every child inherits its address;
     so does the TLS context for SMTP, built here once instead of in every child.
     """
-    settings = get_settings()
+    settings = Runtime.current().settings
     shared_tls_context(settings.smtp_verify_tls)
     if settings.smtp_url:
         return
     sink = Sink(settings.outbox_dir).start()
-    os.environ["INVITES_SMTP_URL"] = sink.url
-    get_settings.cache_clear()
+    Runtime.install(settings.model_copy(update={"smtp_url": sink.url}))
 
 
 @worker_process_shutdown.connect

@@ -3,8 +3,8 @@
 Plain ASGI in front of the app, for `POST /r/{token}` with a urlencoded form: it reads the form, hands the
 answer to this process's batcher and, once the batch is committed, answers 303 to the page, as the app's own
 route does. The batcher records, in one worker thread and one transaction, every answer that arrived while
-the last batch was being written (`invites.answers.record_many`): under load the batches grow, when quiet
-each answer goes alone at once. Nothing waits on a timer.
+the last batch was being written (`invites.services.answers.record_many`): under load the batches grow, when
+quiet each answer goes alone at once. Nothing waits on a timer.
 
 Whatever is not a plain success (a forged token, an answer against the rules, a press that was held as
 not clearly a person's, a client over its rate limit, a failed batch) goes on to the app's route with its
@@ -25,10 +25,10 @@ from urllib.parse import parse_qsl
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from invites.answers import Verdict, WebAnswer, from_form, record_many
-from invites.ratelimit import RateLimiter
-from invites.reference import LANGUAGES
+from invites.adapters.ratelimit import RateLimiter
+from invites.domain.reference import LANGUAGES
 from invites.runtime import Runtime
+from invites.services.answers import Verdict, WebAnswer, from_form, record_many
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,15 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import StringConstraints
 
-from invites.errors import InputError, TooLarge
-from invites.events import get_event
-from invites.exports import export_bytes
-from invites.imports import submit_import
-from invites.models import ImportJob
-from invites.rsvp import parse_answer
-from invites.segments import Segment, coverage
-from invites.status import attendees, timeline
+from invites.db.models import ImportJob
+from invites.db.segments import coverage
+from invites.domain.errors import InputError, TooLarge
+from invites.domain.segment import Segment
+from invites.readmodels.exports import export_bytes
+from invites.readmodels.status import attendees, timeline
+from invites.services.events import get_event
+from invites.services.imports import submit_import
+from invites.services.rsvp import parse_answer
 from invites.web.api_models import (
     NO_NUL,
     Attendee,

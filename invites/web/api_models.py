@@ -11,9 +11,9 @@ from fastapi import Path
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from invites.models import Event
+from invites.db.models import Event
 
-# The slug pattern of event files (invites.eventfile.SLUG); anything else names no event.
+# The slug pattern of event files (invites.domain.eventfile.SLUG); anything else names no event.
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 # PostgreSQL stores no NUL character in text: such input is refused at the door, never at the database.
 NO_NUL = r"^[^\x00]*$"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from invites.ratelimit import RateLimiter
+from invites.adapters.ratelimit import RateLimiter
 from invites.runtime import Runtime
 from invites.settings import get_settings, project_dir
 from invites.web import (

@@ -25,10 +25,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
-from invites import accounts
-from invites.ratelimit import Limit
-from invites.reference import LANGUAGES
+from invites.adapters.ratelimit import Limit
+from invites.domain.reference import LANGUAGES
 from invites.runtime import Runtime
+from invites.services import accounts
 from invites.settings import Settings
 from invites.web.csrf import CsrfRejected, check_csrf
 from invites.web.deps import RuntimeDep

@@ -14,7 +14,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from invites.segments import UNKNOWN
+from invites.db.segments import UNKNOWN
 
 HEAT_LEVELS = 5
 
@@ -206,7 +206,7 @@ class HeatTable:
 
 
 def heat_table(coverage: Mapping[str, Any], measure: str, roles: Sequence[str]) -> HeatTable:
-    """The coverage matrix (invites.segments.coverage) as shaded cells for one measure and these roles.
+    """The coverage matrix (invites.db.segments.coverage) as shaded cells for one measure and these roles.
 
     Cells are shaded against the fullest role cell, the totals column against the largest total. A row is
     marked when nobody from that municipality has accepted, whatever the measure shown.

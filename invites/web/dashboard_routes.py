@@ -1,8 +1,9 @@
 """The organiser's pages about one event's audience and answers: the overview (counts, answers over time,
 coverage, delivery problems, scanner opens), the segment chooser, and the attendee list.
 
-Routes find the event, call the read models (invites.status, invites.segments, invites.dashboard) and hand
-the result to a template; the segment comes from the same query parameters as the JSON API's.
+Routes find the event, call the read models (invites.readmodels.status, invites.db.segments,
+invites.readmodels.dashboard) and hand the result to a template; the segment comes from the same query
+parameters as the JSON API's.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from invites import dashboard, held, review
-from invites.errors import InputError, NotFound
-from invites.events import get_event
-from invites.models import Event
-from invites.reference import municipality_name, roles
-from invites.rendering import event_context
-from invites.rsvp import parse_answer
-from invites.segments import UNKNOWN, Segment, coverage
-from invites.status import attendees, timeline
+from invites.db.models import Event
+from invites.db.segments import UNKNOWN, coverage
+from invites.domain.errors import InputError, NotFound
+from invites.domain.reference import municipality_name, roles
+from invites.domain.segment import Segment
+from invites.messages.rendering import event_context
+from invites.readmodels import dashboard
+from invites.readmodels.status import attendees, timeline
+from invites.services import held, review
+from invites.services.events import get_event
+from invites.services.rsvp import parse_answer
 from invites.web.api import SegmentDep
 from invites.web.auth import organiser_router
 from invites.web.charts import MEASURES, Series, heat_table, stacked_bars
@@ -194,7 +197,7 @@ def decide_held(
 ) -> Response:
     """The organiser accepts a held answer as the person's, or rejects it; then back to the overview."""
     event = get_event(session, slug)
-    session.close()  # the decision is a transaction of its own (invites.review.decide)
+    session.close()  # the decision is a transaction of its own (invites.services.review.decide)
     if decision not in ("accept", "reject"):
         return render(
             request,

@@ -1,7 +1,7 @@
 """Organiser pages for making and changing an event, and for uploading its recipient list.
 
 An event comes from an event file, loaded exactly as `invites event load` does, or from the form, which
-`invites.eventform` turns into the same definition and checks with the same code. A list is stored and
+`invites.domain.eventform` turns into the same definition and checks with the same code. A list is stored and
 queued for a worker as the API's upload is (`queue_import`, then the `invites.import_list` task), and its
 report is read back from the import job.
 """
@@ -20,14 +20,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from invites import db
-from invites.errors import InputError, NotFound
-from invites.eventfile import EventSpec, parse_event_file
-from invites.eventform import DEFAULTS, FIELDS, FormError, event_tables, form_values, spec_from_form
-from invites.events import CALENDAR_FIELDS, get_event, load_event
-from invites.imports import submit_import
-from invites.models import Event, ImportJob
-from invites.rendering import CHANGE_WORDS, join_words
+from invites.db.models import Event, ImportJob
+from invites.domain.errors import InputError, NotFound
+from invites.domain.eventfile import EventSpec, parse_event_file
+from invites.domain.eventform import DEFAULTS, FIELDS, FormError, event_tables, form_values, spec_from_form
+from invites.messages.rendering import CHANGE_WORDS, join_words
 from invites.runtime import Runtime
+from invites.services.events import CALENDAR_FIELDS, get_event, load_event
+from invites.services.imports import submit_import
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import language, render, translate

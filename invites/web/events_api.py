@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from invites import db
-from invites.cancellation import cancel_event
-from invites.errors import InputError
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.models import Event
+from invites.db.models import Event
+from invites.domain.errors import InputError
+from invites.domain.eventfile import parse_event_file
+from invites.readmodels.status import event_status
 from invites.runtime import Runtime
-from invites.status import event_status
+from invites.services.cancellation import cancel_event
+from invites.services.events import get_event, load_event
 from invites.web.api_models import (
     CancelBody,
     EventCancelled,

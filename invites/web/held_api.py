@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel
 
-from invites import held, review
-from invites.errors import InputError, NotFound
-from invites.events import get_event
+from invites.domain.errors import InputError, NotFound
+from invites.services import held, review
+from invites.services.events import get_event
 from invites.web.api_models import Slug, bearer, local, problems
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep

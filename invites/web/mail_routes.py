@@ -1,8 +1,8 @@
 """Routes about messages: the organiser's preview of any message, and the unsubscribe page (RFC 8058).
 
 The preview is for signed-in organisers only; the unsubscribe page is public. Its button is judged like an
-answer (invites.evidence), so a link scanner pressing it unsubscribes nobody; a mailbox provider's one-click
-POST to the List-Unsubscribe header's URL is carried out at once.
+answer (invites.domain.evidence), so a link scanner pressing it unsubscribes nobody; a mailbox provider's
+one-click POST to the List-Unsubscribe header's URL is carried out at once.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from invites import evidence
-from invites import unsubscribe as unsubscribing
-from invites.compose import composer_for, sample_invitation, sample_recipient
-from invites.errors import InputError, NotFound
-from invites.events import find_invitee, get_event
+from invites.domain import evidence
+from invites.domain.errors import InputError, NotFound
+from invites.messages.compose import Invited, composer_for
+from invites.messages.rendering import Person
+from invites.messages.samples import sample_invitation, sample_recipient
 from invites.runtime import Runtime
+from invites.services import unsubscribe as unsubscribing
+from invites.services.events import find_invitee, get_event
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.security import MESSAGE_CSP
@@ -56,6 +58,8 @@ def preview(
         return _plain(f"part {part!r} is not one of {', '.join(PREVIEW_TYPES)}", 400)
     try:
         event = get_event(session, slug)
+        recipient: Person
+        invitation: Invited
         if to:
             recipient, invitation = find_invitee(session, event, to)
         else:

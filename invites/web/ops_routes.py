@@ -8,7 +8,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from invites import health, metrics
+from invites.readmodels import health, metrics
 from invites.web.deps import RuntimeDep
 from invites.web.security import docs_csp
 
@@ -30,7 +30,7 @@ def api_docs() -> HTMLResponse:
 @router.get("/readyz")
 def readyz(rt: RuntimeDep) -> JSONResponse:
     """Every dependency's state; 503 when any of them fails, so a load balancer stops sending traffic."""
-    state = health.readiness(rt)
+    state = health.readiness(lambda: rt.engine, rt.settings)
     ready = all(check["ok"] for check in state.values())
     return JSONResponse(state, status_code=200 if ready else 503)
 
@@ -38,5 +38,5 @@ def readyz(rt: RuntimeDep) -> JSONResponse:
 @router.get("/metrics")
 def metrics_endpoint(request: Request, rt: RuntimeDep) -> Response:
     if getattr(request.app.state, "metrics", None) is None:
-        request.app.state.metrics = metrics.registry(rt)
+        request.app.state.metrics = metrics.registry(rt.sessions, rt.settings)
     return Response(metrics.exposition(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -13,12 +13,13 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
-from invites.errors import NotFound
-from invites.events import get_event
-from invites.models import Answer, Event
-from invites.rendering import event_context
-from invites.sink import stored_messages
-from invites.status import attendees, event_status
+from invites.adapters.sink import stored_messages
+from invites.db.models import Event
+from invites.domain.errors import NotFound
+from invites.domain.states import Answer
+from invites.messages.rendering import event_context
+from invites.readmodels.status import attendees, event_status
+from invites.services.events import get_event
 from invites.web.api_models import EventStatusModel, Slug, bearer, problems
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep

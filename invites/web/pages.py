@@ -18,8 +18,8 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from starlette.exceptions import HTTPException
 
-from invites.errors import NotFound
-from invites.reference import LANGUAGES
+from invites.domain.errors import NotFound
+from invites.domain.reference import LANGUAGES
 from invites.settings import project_dir
 from invites.web.csrf import csrf_token
 
@@ -80,7 +80,7 @@ async def _error_page(request: Request, exc: Exception) -> Response:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    """What a route did not find (an event, say: invites.errors.NotFound) is a 404, in one place: JSON
+    """What a route did not find (an event, say: invites.domain.errors.NotFound) is a 404, in one place: JSON
     under /api/, the page otherwise."""
     if request.url.path.startswith("/api/"):
         return JSONResponse({"detail": str(exc)}, status_code=404)

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
-from invites import registration, rsvp
-from invites.errors import InputError, NotFound
-from invites.events import get_event
-from invites.models import Event, Invitation
-from invites.ratelimit import Limit
-from invites.reference import municipalities, roles
+from invites.adapters.ratelimit import Limit
+from invites.db.models import Event, Invitation
+from invites.domain.errors import InputError, NotFound
+from invites.domain.reference import municipalities, roles
+from invites.services import registration, rsvp
+from invites.services.events import get_event
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import templates as pages
 

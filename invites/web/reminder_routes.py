@@ -10,9 +10,10 @@ from fastapi import Depends, HTTPException
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from invites import reminders
-from invites.errors import InputError
-from invites.events import get_event
+from invites.domain import rules
+from invites.domain.errors import InputError
+from invites.services import reminders
+from invites.services.events import get_event
 from invites.web.api_models import NO_NUL, ReminderRule, ReminderRules, SegmentModel, Slug, bearer, problems
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
@@ -50,7 +51,7 @@ def save_rule(slug: Slug, body: RuleBody, session: SessionDep, runtime: RuntimeD
     event = get_event(session, slug)
     now = datetime.now(UTC)
     try:
-        spec = reminders.RuleSpec.parse(
+        spec = rules.RuleSpec.parse(
             body.name,
             body.when,
             body.audience,

@@ -11,13 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from invites import answers, evidence, registration, rsvp
-from invites.answers import Verdict
-from invites.compose import Composer
-from invites.errors import InputError, NotFound
-from invites.reference import LANGUAGES
-from invites.rendering import event_context
+from invites.domain import evidence
+from invites.domain.errors import InputError, NotFound
+from invites.domain.reference import LANGUAGES
+from invites.messages.compose import Composer
+from invites.messages.rendering import event_context
 from invites.runtime import Runtime
+from invites.services import answers, registration, rsvp
+from invites.services.answers import Verdict
 from invites.web import answer_batches
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import templates
@@ -79,7 +80,7 @@ def rsvp_context(
         "saved": saved,
         "error": error,
         "cancelled": view.event.status == "cancelled",
-        # When this page was served, signed: a press says how long after it came (invites.evidence).
+        # When this page was served, signed: a press says how long after it came (invites.domain.evidence).
         "served": evidence.page_stamp(secret, token, now, flagged),
         # A press that was held: the page asks for it once more, the one extra step without scripts.
         "held": held,

@@ -11,10 +11,11 @@ from fastapi import Depends, HTTPException, Path, Query, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from invites import rsvp
-from invites.errors import InputError, NotFound
-from invites.events import find_invitee, get_event
-from invites.models import AnswerSource, Event, Invitation, Recipient
+from invites.db.models import Event, Invitation, Recipient
+from invites.domain.errors import InputError, NotFound
+from invites.domain.states import AnswerSource
+from invites.services import rsvp
+from invites.services.events import find_invitee, get_event
 from invites.web.api_models import (
     HistoryEntry,
     Rsvp,

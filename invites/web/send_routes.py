@@ -1,6 +1,7 @@
 """Organiser pages for sending: the message preview with a test send to oneself, the send with its
 confirmation and live progress, and the reminder rules. Routes parse the form, call the same services as
-the CLI (invites.campaigns, invites.testsend, invites.reminders), and render the result."""
+the CLI (invites.services.campaigns, invites.services.testsend, invites.services.reminders), and render the
+result."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from fastapi import Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from invites import campaigns, reminders, testsend
-from invites.compose import composer_for, sample_invitation, sample_recipient
-from invites.errors import InputError, NotFound
-from invites.events import get_event
-from invites.models import Campaign, Event
-from invites.reference import LANGUAGES, municipality_name, roles
-from invites.rendering import KINDS
-from invites.segments import Segment
+from invites.db.models import Campaign, Event
+from invites.domain import rules
+from invites.domain.errors import InputError, NotFound
+from invites.domain.reference import LANGUAGES, municipality_name, roles
+from invites.domain.segment import Segment
+from invites.messages.compose import composer_for
+from invites.messages.rendering import KINDS
+from invites.messages.samples import sample_invitation, sample_recipient
+from invites.services import campaigns, reminders, testsend
+from invites.services.events import get_event
 from invites.web.api import segment_query
 from invites.web.auth import OrganiserDep, organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
@@ -440,10 +443,10 @@ def _rules_context(
 ) -> dict[str, Any]:
     lang = language(request)
     moment = now()
-    rules = []
+    described_rules = []
     for rule in reminders.event_rules(session, event):
         described = reminders.describe_rule(rule, event, rt.settings, moment)
-        rules.append(
+        described_rules.append(
             {
                 **described,
                 "audience_labels": [
@@ -458,9 +461,9 @@ def _rules_context(
     return {
         "event": event,
         "tab": "reminders",
-        "rules": rules,
-        "audiences": [(a.value, translate(AUDIENCE_LABELS[a.value], lang)) for a in reminders.Audience],
-        "templates": [(t, translate(KIND_LABELS[t], lang)) for t in reminders.REMINDER_TEMPLATES],
+        "rules": described_rules,
+        "audiences": [(a.value, translate(AUDIENCE_LABELS[a.value], lang)) for a in rules.Audience],
+        "templates": [(t, translate(KIND_LABELS[t], lang)) for t in rules.REMINDER_TEMPLATES],
         "form": form,
         "error": "",
         "notice": "",
@@ -518,7 +521,7 @@ def reminder_save(
     event = get_event(session, slug)
     existing = next((r for r in reminders.event_rules(session, event) if r.name == name.strip()), None)
     try:
-        spec = reminders.RuleSpec.parse(
+        spec = rules.RuleSpec.parse(
             name,
             when,
             audience or [],

@@ -10,11 +10,11 @@ from fastapi import HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
-from invites import campaigns
-from invites.errors import InputError
-from invites.events import get_event
-from invites.models import Campaign, Event
-from invites.segments import Segment
+from invites.db.models import Campaign, Event
+from invites.domain.errors import InputError
+from invites.domain.segment import Segment
+from invites.services import campaigns
+from invites.services.events import get_event
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
 

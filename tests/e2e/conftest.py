@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from invites.sink import free_port
+from invites.adapters.sink import free_port
 from invites.web.app import create_app
 from tests.conftest import serve
 

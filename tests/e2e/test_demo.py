@@ -11,15 +11,15 @@ from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
-from invites import embedded
-from invites.sink import stored_messages
+from invites.adapters import embedded
+from invites.adapters.sink import stored_messages
 from tests.conftest import ROOT
 from tests.e2e.test_walking_skeleton import audience_addresses
 
 
 def can_sign_in(var_dir: Path, email: str, password: str) -> bool:
-    from invites import accounts
     from invites.runtime import Runtime
+    from invites.services import accounts
     from invites.settings import Settings
 
     runtime = Runtime(Settings(var_dir=var_dir))
@@ -34,7 +34,7 @@ def test_demo_once_delivers_exactly_one_invitation_per_recipient(tmp_path: Path)
     env["INVITES_VAR_DIR"] = str(tmp_path / "var")
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "invites.cli", "demo", "--once"],
+            [sys.executable, "-m", "invites.cli.main", "demo", "--once"],
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -57,7 +57,7 @@ def test_demo_once_delivers_exactly_one_invitation_per_recipient(tmp_path: Path)
         assert recipients == sorted(audience_addresses())
 
         again = subprocess.run(
-            [sys.executable, "-m", "invites.cli", "demo", "--once"],
+            [sys.executable, "-m", "invites.cli.main", "demo", "--once"],
             env=env,
             cwd=ROOT,
             capture_output=True,

@@ -21,22 +21,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from invites import campaigns, db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
-from invites.models import (
-    Answer,
-    Event,
-    HeldAnswer,
-    HeldState,
-    Invitation,
-    OutboundMessage,
-    Recipient,
-    Suppression,
-)
-from invites.sink import stored_messages
-from invites.status import event_status
+from invites import db
+from invites.adapters.sink import stored_messages
+from invites.db.models import Event, HeldAnswer, Invitation, OutboundMessage, Recipient, Suppression
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import Answer, HeldState
+from invites.readmodels.status import event_status
+from invites.services import campaigns
+from invites.services.events import load_event
+from invites.services.imports import import_list
 from tests.conftest import EVENT_FILE, SignedInOrganiser, wait_until
 from tests.e2e.conftest import CHROMIUM
 from tests.e2e.test_browser import PERSON_AGENT, Journey, read_like_a_person

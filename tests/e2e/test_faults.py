@@ -23,12 +23,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from invites import db, embedded
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
-from invites.models import MessageStatus, OutboundMessage
-from invites.sink import free_port
+from invites import db
+from invites.adapters import embedded
+from invites.adapters.sink import free_port
+from invites.db.models import OutboundMessage
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import MessageStatus
+from invites.services.events import load_event
+from invites.services.imports import import_list
 from tests.conftest import EVENT_FILE, PG_URL, ROOT, run_cli, settings_env, wait_until
 
 SLUG = "lokaal-samenspel-2018"

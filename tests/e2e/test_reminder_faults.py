@@ -15,10 +15,11 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
-from invites.models import Answer, Invitation, MessageStatus, OutboundMessage
+from invites.db.models import Invitation, OutboundMessage
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import Answer, MessageStatus
+from invites.services.events import load_event
+from invites.services.imports import import_list
 from tests.conftest import EVENT_FILE, NOW, run_cli, wait_until
 from tests.e2e.test_faults import (  # noqa: F401  (fixtures)
     CONNECTIONS,

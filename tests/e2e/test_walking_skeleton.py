@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from icalendar import Calendar
 
-from invites import campaigns
-from invites.sink import stored_messages
+from invites.adapters.sink import stored_messages
+from invites.services import campaigns
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, as_person, run_cli, wait_until
 
 SLUG = "lokaal-samenspel-2018"
@@ -114,7 +114,7 @@ def test_the_sweep_task_finds_rows_whose_task_was_lost(
 ) -> None:
     from sqlalchemy import update
 
-    from invites.models import OutboundMessage
+    from invites.db.models import OutboundMessage
     from workers.tasks import sweep_outbox
 
     run_cli(settings, "event", "load", str(EVENT_FILE))

@@ -1,6 +1,6 @@
-"""RSVP answers recorded in batches (invites/answers.py, invites/web/answer_batches.py), on real databases,
-a real Redis and a real uvicorn: each answer by the rules, once, and whatever the batch turns down answered by
-the page itself."""
+"""RSVP answers recorded in batches (invites/services/answers.py, invites/web/answer_batches.py), on real
+databases, a real Redis and a real uvicorn: each answer by the rules, once, and whatever the batch turns down
+answered by the page itself."""
 
 from __future__ import annotations
 
@@ -15,22 +15,14 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, update
 
-from invites.answers import Verdict, WebAnswer, record_many
-from invites.embedded import client_for
-from invites.evidence import page_stamp
-from invites.models import (
-    Answer,
-    AnswerHistory,
-    AnswerSource,
-    Event,
-    Invitation,
-    OutboundMessage,
-    Recipient,
-    Suppression,
-)
-from invites.ratelimit import RateLimiter
-from invites.sink import stored_messages
-from invites.tokens import make_token
+from invites.adapters.embedded import client_for
+from invites.adapters.ratelimit import RateLimiter
+from invites.adapters.sink import stored_messages
+from invites.db.models import AnswerHistory, Event, Invitation, OutboundMessage, Recipient, Suppression
+from invites.domain.evidence import page_stamp
+from invites.domain.states import Answer, AnswerSource
+from invites.domain.tokens import make_token
+from invites.services.answers import Verdict, WebAnswer, record_many
 from invites.web.answer_batches import AnswerBatcher, _Waiting
 from tests.conftest import NOW, PERSON_SEEN, as_person, wait_until
 from tests.integration.test_rsvp import setup_event

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from starlette.routing import Mount
 
-from invites import accounts, db
+from invites import db
+from invites.services import accounts
 from invites.web.app import create_app
 from invites.web.auth import SIGNIN_PER_ADDRESS, SIGNIN_PER_CLIENT
 from tests.conftest import NOW, SignedInOrganiser, keep_loopback_cookies, run_cli, serve, sign_in
@@ -159,8 +160,7 @@ def test_sign_in_never_redirects_to_another_site(web: str, organiser: SignedInOr
 
 
 def test_failed_sign_ins_are_limited_per_address(web: str, runtime: Any) -> None:
-    from invites.embedded import client_for
-    from invites.runtime import broker_url
+    from invites.adapters.embedded import broker_url, client_for
 
     email = f"limited-{runtime.settings.database_url[-8:].replace('/', '')}@example.org".lower()
     with db.transaction(runtime.sessions) as session:

@@ -12,12 +12,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from invites.bounces import InboundHandler, parse_dsn, parse_verp, process_message, verp_address
-from invites.delivery import deliver_batch
-from invites.mailer import SmtpMailer
-from invites.models import MessageStatus, OutboundMessage, Recipient, Suppression
+from invites.adapters.mailer import SmtpMailer
+from invites.adapters.sink import free_port, stored_messages
+from invites.db.models import OutboundMessage, Recipient, Suppression
+from invites.domain.states import MessageStatus
+from invites.services.bounces import InboundHandler, parse_dsn, parse_verp, process_message, verp_address
+from invites.services.delivery import deliver_batch
 from invites.settings import SmtpTarget
-from invites.sink import free_port, stored_messages
 from tests.conftest import NOW
 from tests.integration.test_delivery import all_ids, prepare, rows_by_address
 

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.imports import import_list
-from invites.models import ImportJob, Invitation, Recipient, Suppression
-from invites.status import event_status
+from invites.db.models import ImportJob, Invitation, Recipient, Suppression
+from invites.domain.eventfile import parse_event_file
+from invites.readmodels.status import event_status
+from invites.services.events import get_event, load_event
+from invites.services.imports import import_list
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, run_cli
 
 SLUG = "lokaal-samenspel-2018"

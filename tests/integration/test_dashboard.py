@@ -18,17 +18,20 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from invites import campaigns, db
-from invites.delivery import deliver_batch
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.imports import import_list
-from invites.mailer import SmtpMailer
-from invites.models import Answer, AnswerSource, Invitation, OutboundMessage, Recipient
-from invites.rsvp import log_open, record_answer
-from invites.segments import Segment, coverage
+from invites import db
+from invites.adapters.mailer import SmtpMailer
+from invites.adapters.sink import StoreHandler, free_port
+from invites.db.models import Invitation, OutboundMessage, Recipient
+from invites.db.segments import coverage
+from invites.domain.eventfile import parse_event_file
+from invites.domain.segment import Segment
+from invites.domain.states import Answer, AnswerSource
+from invites.services import campaigns
+from invites.services.delivery import deliver_batch
+from invites.services.events import get_event, load_event
+from invites.services.imports import import_list
+from invites.services.rsvp import log_open, record_answer
 from invites.settings import SmtpTarget
-from invites.sink import StoreHandler, free_port
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, sign_in
 
 SLUG = "lokaal-samenspel-2018"

@@ -9,7 +9,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import StatementError
 
 from invites import db
-from invites.models import Base, Series
+from invites.db.models import Base, Series
 
 TABLES = set(Base.metadata.tables)
 
@@ -44,7 +44,7 @@ def test_the_migration_matches_the_models(database_url: str) -> None:
 
 
 def test_times_come_back_aware_and_in_utc(database_url: str) -> None:
-    from invites.models import Event
+    from invites.db.models import Event
 
     engine = db.make_engine(database_url)
     try:

@@ -16,25 +16,19 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, text
 
-from invites import campaigns, db
-from invites.delivery import Composers, claim, deliver, deliver_batch, sweep
-from invites.errors import InputError
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
-from invites.mailer import SmtpMailer
-from invites.models import (
-    Campaign,
-    CampaignState,
-    Event,
-    Invitation,
-    MessageStatus,
-    OutboundMessage,
-    Recipient,
-)
+from invites import db
+from invites.adapters.mailer import SmtpMailer
+from invites.adapters.sink import StoreHandler, free_port, stored_messages
+from invites.db.models import Campaign, Event, Invitation, OutboundMessage, Recipient
+from invites.domain.errors import InputError
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import CampaignState, MessageStatus
+from invites.domain.tokens import make_token
+from invites.services import campaigns
+from invites.services.delivery import Composers, claim, deliver, deliver_batch, sweep
+from invites.services.events import load_event
+from invites.services.imports import import_list
 from invites.settings import SmtpTarget
-from invites.sink import StoreHandler, free_port, stored_messages
-from invites.tokens import make_token
 from tests.conftest import EVENT_FILE, NOW
 
 SLUG = "lokaal-samenspel-2018"

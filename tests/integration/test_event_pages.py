@@ -14,9 +14,9 @@ import httpx
 from sqlalchemy import func, select
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.models import Event, ImportJob, Invitation
+from invites.db.models import Event, ImportJob, Invitation
+from invites.domain.eventfile import parse_event_file
+from invites.services.events import get_event, load_event
 from tests.conftest import EVENT_FILE, NOW, sign_in, wait_until
 
 SLUG = "lokaal-samenspel-2018"

@@ -8,9 +8,10 @@ import httpx
 from sqlalchemy import select
 
 from invites import db
-from invites.events import get_event
-from invites.imports import import_list
-from invites.models import MessageStatus, OutboundMessage
+from invites.db.models import OutboundMessage
+from invites.domain.states import MessageStatus
+from invites.services.events import get_event
+from invites.services.imports import import_list
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW
 
 SLUG = "lokaal-samenspel-2018"
@@ -120,8 +121,8 @@ def test_cancelling_tells_whoever_has_the_meeting_and_stops_the_rest(
     web: str, runtime: Any, organiser: Any
 ) -> None:
     with db.transaction(runtime.sessions) as session:
-        from invites.eventfile import parse_event_file
-        from invites.events import load_event
+        from invites.domain.eventfile import parse_event_file
+        from invites.services.events import load_event
 
         event = load_event(session, parse_event_file(EVENT_FILE.read_bytes()), NOW).event
         import_list(session, event, AUDIENCE_FILE.read_bytes(), AUDIENCE_FILE.name, NOW)

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import uvicorn
 
+from invites.adapters.sink import free_port
 from invites.runtime import Runtime
 from invites.settings import DEFAULT_SECRET_KEY
-from invites.sink import free_port
 from invites.web.app import create_app
 from tests.conftest import ROOT, wait_until
 
@@ -109,7 +109,7 @@ def test_production_refuses_to_start_with_the_default_secret(tmp_path: Path, com
         "INVITES_SECRET_KEY": DEFAULT_SECRET_KEY,
     }
     result = subprocess.run(
-        [sys.executable, "-m", "invites.cli", *command],
+        [sys.executable, "-m", "invites.cli.main", *command],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -1,6 +1,6 @@
-"""Presses of the RSVP page that were not clearly a person's are held (invites/evidence.py, invites/held.py),
-through a real uvicorn on real databases: they change no answer, send nothing, move nobody on the waiting
-list and confirm no registration, and the counts are of people only."""
+"""Presses of the RSVP page that were not clearly a person's are held (invites/domain/evidence.py,
+invites/services/held.py), through a real uvicorn on real databases: they change no answer, send nothing, move
+nobody on the waiting list and confirm no registration, and the counts are of people only."""
 
 from __future__ import annotations
 
@@ -13,23 +13,17 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, update
 
-from invites import campaigns, db
-from invites.events import get_event
-from invites.evidence import read_stamp
-from invites.held import open_held
-from invites.models import (
-    Answer,
-    AnswerHistory,
-    AnswerSource,
-    HeldAnswer,
-    HeldState,
-    MessageStatus,
-    OutboundMessage,
-)
-from invites.registration import RegistrationForm, register
-from invites.rsvp import places_taken
-from invites.status import event_status
-from invites.tokens import make_token
+from invites import db
+from invites.db.models import AnswerHistory, HeldAnswer, OutboundMessage
+from invites.domain.evidence import read_stamp
+from invites.domain.states import Answer, AnswerSource, HeldState, MessageStatus
+from invites.domain.tokens import make_token
+from invites.readmodels.status import event_status
+from invites.services import campaigns
+from invites.services.events import get_event
+from invites.services.held import open_held
+from invites.services.registration import RegistrationForm, register
+from invites.services.rsvp import places_taken
 from tests.conftest import as_person
 from tests.integration.test_answer_batches import tokens
 from tests.integration.test_registration import open_event

@@ -10,19 +10,14 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
-from invites import campaigns, db
-from invites.events import get_event
-from invites.exports import export_bytes
-from invites.models import (
-    Answer,
-    AnswerHistory,
-    AnswerSource,
-    HeldAnswer,
-    HeldState,
-    MessageStatus,
-    OutboundMessage,
-)
-from invites.reminders import RuleSpec, due_reminders, save_rule
+from invites import db
+from invites.db.models import AnswerHistory, HeldAnswer, OutboundMessage
+from invites.domain.rules import RuleSpec
+from invites.domain.states import Answer, AnswerSource, HeldState, MessageStatus
+from invites.readmodels.exports import export_bytes
+from invites.services import campaigns
+from invites.services.events import get_event
+from invites.services.reminders import due_reminders, save_rule
 from tests.conftest import SignedInOrganiser, as_person
 from tests.integration.test_answer_batches import tokens
 from tests.integration.test_rsvp import SLUG, setup_event, state

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import select
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
-from invites.models import Answer, AnswerHistory, AnswerSource, Invitation, MessageStatus
+from invites.db.models import AnswerHistory, Invitation
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import Answer, AnswerSource, MessageStatus
 from invites.runtime import Runtime
+from invites.services.events import load_event
+from invites.services.imports import import_list
 from tests.conftest import EVENT_FILE, NOW
 from tests.imap_server import Mailbox, dovecot
 from tests.integration.test_bounces import delivered, dsn

@@ -13,16 +13,19 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
-from invites import campaigns, db
-from invites.errors import InputError
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.exports import export_bytes
-from invites.imports import ImportReport, import_stream
-from invites.models import Answer, ImportJob, Invitation, OutboundMessage, Recipient
-from invites.reference import use_municipalities
-from invites.segments import Segment, coverage
-from invites.suppression import suppress
+from invites import db
+from invites.db.models import ImportJob, Invitation, OutboundMessage, Recipient
+from invites.db.segments import coverage, segment_conditions
+from invites.domain.errors import InputError
+from invites.domain.eventfile import parse_event_file
+from invites.domain.reference import use_municipalities
+from invites.domain.segment import Segment
+from invites.domain.states import Answer
+from invites.readmodels.exports import export_bytes
+from invites.services import campaigns
+from invites.services.events import get_event, load_event
+from invites.services.imports import ImportReport, import_stream
+from invites.services.suppression import suppress
 from tests.conftest import EVENT_FILE, NOW
 
 SLUG = "lokaal-samenspel-2018"
@@ -264,7 +267,7 @@ def test_a_campaign_reaches_only_its_segment(importer: Importer, runtime: Any) -
                 session.scalars(
                     select(Recipient.email_key)
                     .join(Invitation, Invitation.recipient_id == Recipient.id)
-                    .where(Invitation.event_id == event.id, *segment.conditions(event))
+                    .where(Invitation.event_id == event.id, *segment_conditions(segment, event))
                 )
             )
 
@@ -313,7 +316,9 @@ def test_the_second_meeting_can_invite_who_accepted_the_first(runtime: Any, tmp_
         attended = session.scalars(
             select(Recipient.email_key)
             .join(Invitation, Invitation.recipient_id == Recipient.id)
-            .where(Invitation.event_id == second.id, *Segment(attended_previous=True).conditions(second))
+            .where(
+                Invitation.event_id == second.id, *segment_conditions(Segment(attended_previous=True), second)
+            )
         ).all()
     assert attended == ["a@example.org"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import uuid
 
-from invites.health import redis_client
-from invites.locks import once_per
+from invites.adapters.locks import once_per
+from invites.readmodels.health import redis_client
 
 
 def test_two_concurrent_callers_run_the_body_once(redis_url: str) -> None:

@@ -17,11 +17,12 @@ from icalendar import Calendar
 from sqlalchemy import select
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.models import HeldAnswer, HeldKind, HeldState, Invitation, Recipient, Suppression
-from invites.sink import stored_messages
-from invites.tokens import unsubscribe_token
+from invites.adapters.sink import stored_messages
+from invites.db.models import HeldAnswer, Invitation, Recipient, Suppression
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import HeldKind, HeldState
+from invites.domain.tokens import unsubscribe_token
+from invites.services.events import get_event, load_event
 from tests.conftest import EVENT_FILE, NOW, ROOT, as_person, run_cli, settings_env, wait_until
 
 SLUG = "lokaal-samenspel-2018"
@@ -151,7 +152,7 @@ def test_send_test_goes_through_smtp(settings: Any, sink: Any, guest: Guest) -> 
 
 def test_send_test_without_smtp_url_uses_the_local_sink(settings: Any, guest: Guest) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "invites.cli", "send", SLUG, "--test-to", "organisator@example.org"],
+        [sys.executable, "-m", "invites.cli.main", "send", SLUG, "--test-to", "organisator@example.org"],
         env={**settings_env(settings), "INVITES_SMTP_URL": ""},
         cwd=ROOT,
         capture_output=True,

@@ -10,13 +10,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
-from invites import campaigns, db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.health import redis_client
-from invites.imports import import_list
-from invites.models import Answer, AnswerSource, Invitation, MessageStatus, OutboundMessage
-from invites.rsvp import record_answer
+from invites import db
+from invites.db.models import Invitation, OutboundMessage
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import Answer, AnswerSource, MessageStatus
+from invites.readmodels.health import redis_client
+from invites.services import campaigns
+from invites.services.events import load_event
+from invites.services.imports import import_list
+from invites.services.rsvp import record_answer
 from tests.conftest import EVENT_FILE, NOW
 
 SLUG = "lokaal-samenspel-2018"

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
+from invites.domain.eventfile import parse_event_file
+from invites.services.events import load_event
+from invites.services.imports import import_list
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW
 
 SLUG = "lokaal-samenspel-2018"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 
-from invites.db import alembic_config
+from invites.db.engine import alembic_config
 from tests.conftest import ROOT
 
 # What the wheel is built from; the build runs on a copy, so that it writes nothing into the checkout.
@@ -73,10 +73,10 @@ def test_the_wheel_holds_every_module_template_example_migration_and_data_file(w
         "invites/templates/email/invitation/body.nl.html",
         "invites/examples/lokaal-samenspel-2018.toml",
         "invites/examples/audience-utrecht.csv",
-        "invites/data/utrecht-municipalities.csv",
-        "invites/migrations/env.py",
-        "invites/migrations/script.py.mako",
-        "invites/migrations/versions/0001_initial_schema.py",
+        "invites/domain/data/utrecht-municipalities.csv",
+        "invites/db/migrations/env.py",
+        "invites/db/migrations/script.py.mako",
+        "invites/db/migrations/versions/0001_initial_schema.py",
     ):
         assert expected in names
     assert not [name for name in names if name.startswith(("tests/", "bench/", "templates/", "examples/"))]
@@ -92,9 +92,9 @@ def test_an_installed_wheel_finds_its_files_in_the_package_not_the_working_direc
     probe = (
         "import invites, workers\n"
         "from alembic.script import ScriptDirectory\n"
-        "from invites.db import alembic_config\n"
+        "from invites.db.engine import alembic_config\n"
         "from invites.settings import project_dir\n"
-        "from invites.rendering import TemplateSet\n"
+        "from invites.messages.rendering import TemplateSet\n"
         "from invites.web.pages import catalogue\n"
         "print(invites.__file__)\n"
         "print(workers.__file__)\n"

@@ -10,25 +10,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from invites import campaigns, db
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.imports import import_list
-from invites.models import (
-    Answer,
-    AnswerSource,
-    AuditLog,
-    Base,
-    Event,
-    Invitation,
-    MessageStatus,
-    OutboundMessage,
-    Recipient,
-)
-from invites.privacy import export_person, forget_person, purge_expired
-from invites.rsvp import log_open, record_answer
-from invites.status import event_status
-from invites.suppression import suppress
+from invites import db
+from invites.db.models import AuditLog, Base, Event, Invitation, OutboundMessage, Recipient
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import Answer, AnswerSource, MessageStatus
+from invites.readmodels.status import event_status
+from invites.services import campaigns
+from invites.services.events import get_event, load_event
+from invites.services.imports import import_list
+from invites.services.privacy import export_person, forget_person, purge_expired
+from invites.services.rsvp import log_open, record_answer
+from invites.services.suppression import suppress
 from tests.conftest import EVENT_FILE, NOW, run_cli
 
 SLUG = "lokaal-samenspel-2018"

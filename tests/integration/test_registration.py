@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import select, update
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.models import AnswerHistory, AnswerSource, Event, Invitation, OutboundMessage, Recipient
-from invites.suppression import suppress
-from invites.tokens import make_token
+from invites.db.models import AnswerHistory, Event, Invitation, OutboundMessage, Recipient
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import AnswerSource
+from invites.domain.tokens import make_token
+from invites.services.events import load_event
+from invites.services.suppression import suppress
 from tests.conftest import EVENT_FILE, NOW, as_person
 
 SLUG = "lokaal-samenspel-2018"
@@ -128,7 +129,7 @@ def test_a_forwarded_link_registers_the_reader_only_when_allowed(
 ) -> None:
     open_event(runtime, registration_enabled=False)
     with db.transaction(runtime.sessions) as session:
-        from invites.imports import import_list
+        from invites.services.imports import import_list
 
         event = session.scalars(select(Event)).one()
         import_list(session, event, b"email,naam\ninvitee@example.nl,Ida Invitee\n", "l.csv", NOW)

@@ -20,27 +20,21 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
-from invites import campaigns, db, reminders
-from invites.cancellation import cancel_event
-from invites.delivery import deliver_batch
-from invites.errors import InputError
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.imports import import_list
-from invites.mailer import SmtpMailer
-from invites.models import (
-    Answer,
-    Event,
-    EventStatus,
-    Invitation,
-    MessageStatus,
-    OutboundMessage,
-    Recipient,
-    ReminderRule,
-)
-from invites.sink import stored_messages
-from invites.suppression import suppress
-from invites.tokens import make_token
+from invites import db
+from invites.adapters.mailer import SmtpMailer
+from invites.adapters.sink import stored_messages
+from invites.db.models import Event, Invitation, OutboundMessage, Recipient, ReminderRule
+from invites.domain import rules
+from invites.domain.errors import InputError
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import Answer, EventStatus, MessageStatus
+from invites.domain.tokens import make_token
+from invites.services import campaigns, reminders
+from invites.services.cancellation import cancel_event
+from invites.services.delivery import deliver_batch
+from invites.services.events import get_event, load_event
+from invites.services.imports import import_list
+from invites.services.suppression import suppress
 from tests.conftest import EVENT_FILE, NOW, run_cli
 
 SLUG = "lokaal-samenspel-2018"
@@ -99,7 +93,7 @@ class World:
     def rule(self, name: str, when: str, audience: str | list[str], **segment: Any) -> None:
         with db.transaction(self.runtime.sessions) as session:
             event = get_event(session, SLUG)
-            spec = reminders.RuleSpec.parse(name, when, audience, segment=segment, zone=AMS)
+            spec = rules.RuleSpec.parse(name, when, audience, segment=segment, zone=AMS)
             reminders.save_rule(session, event, spec, NOW)
 
     def rows(self, kind: str | None = None) -> list[OutboundMessage]:

@@ -18,24 +18,15 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
-from invites.mailauth import dns_lookup
-from invites.models import (
-    Answer,
-    AnswerHistory,
-    AnswerSource,
-    Event,
-    HeldAnswer,
-    HeldState,
-    Invitation,
-    OutboundMessage,
-    Recipient,
-)
-from invites.replies import NOT_CONFIRMED, ReplyHandler
-from invites.rsvp import record_answer
-from invites.sink import free_port
+from invites.adapters.sink import free_port
+from invites.db.models import AnswerHistory, Event, HeldAnswer, Invitation, OutboundMessage, Recipient
+from invites.domain.eventfile import parse_event_file
+from invites.domain.mailauth import dns_lookup
+from invites.domain.states import Answer, AnswerSource, HeldState
+from invites.services.events import load_event
+from invites.services.imports import import_list
+from invites.services.replies import NOT_CONFIRMED, ReplyHandler
+from invites.services.rsvp import record_answer
 from tests.conftest import EVENT_FILE, NOW, wait_until
 from tests.dns_stub import DnsStub, dns_stub
 from tests.reply_samples import (

@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy import select, update
 
 from invites import db
-from invites.errors import InputError
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.imports import import_stream
-from invites.models import Answer, AnswerHistory, AnswerSource, Event, Invitation, OutboundMessage, PageView
-from invites.rsvp import likely_scanner, places_taken, record_answer
-from invites.tokens import make_token
+from invites.db.models import AnswerHistory, Event, Invitation, OutboundMessage, PageView
+from invites.domain.errors import InputError
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import Answer, AnswerSource
+from invites.domain.tokens import make_token
+from invites.services.events import get_event, load_event
+from invites.services.imports import import_stream
+from invites.services.rsvp import likely_scanner, places_taken, record_answer
 from tests.conftest import EVENT_FILE, NOW, as_person
 
 SLUG = "lokaal-samenspel-2018"
@@ -178,7 +179,7 @@ def test_scanners_open_but_never_answer(runtime: Any, web: str, settings: Any) -
 def test_a_fetch_seconds_after_delivery_is_flagged(runtime: Any, web: str, settings: Any) -> None:
     from datetime import UTC, datetime
 
-    from invites import campaigns
+    from invites.services import campaigns
 
     ids = setup_event(runtime, 1)
     campaigns.start_campaign(runtime.sessions, SLUG, "invitation", settings, runtime.templates, NOW)

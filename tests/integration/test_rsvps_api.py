@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from invites import db
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.imports import import_list
-from invites.models import MessageStatus, OutboundMessage
+from invites.db.models import OutboundMessage
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import MessageStatus
+from invites.services.events import load_event
+from invites.services.imports import import_list
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW
 
 SLUG = "lokaal-samenspel-2018"

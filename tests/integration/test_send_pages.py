@@ -17,14 +17,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from invites import db, reminders
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.imports import import_list
-from invites.models import Campaign, OutboundMessage, Recipient
-from invites.rendering import KINDS
-from invites.sink import stored_messages
-from invites.suppression import suppress
+from invites import db
+from invites.adapters.sink import stored_messages
+from invites.db.models import Campaign, OutboundMessage, Recipient
+from invites.domain.eventfile import parse_event_file
+from invites.messages.rendering import KINDS
+from invites.services import reminders
+from invites.services.events import get_event, load_event
+from invites.services.imports import import_list
+from invites.services.suppression import suppress
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, sign_in, wait_until
 
 SLUG = "lokaal-samenspel-2018"

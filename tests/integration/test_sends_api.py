@@ -12,15 +12,16 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from invites import campaigns, db
-from invites.errors import InputError
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.imports import import_list
-from invites.models import Campaign, OutboundMessage, Recipient
-from invites.segments import Segment
-from invites.sink import stored_messages
-from invites.suppression import suppress
+from invites import db
+from invites.adapters.sink import stored_messages
+from invites.db.models import Campaign, OutboundMessage, Recipient
+from invites.domain.errors import InputError
+from invites.domain.eventfile import parse_event_file
+from invites.domain.segment import Segment
+from invites.services import campaigns
+from invites.services.events import get_event, load_event
+from invites.services.imports import import_list
+from invites.services.suppression import suppress
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, run_cli, wait_until
 
 SLUG = "lokaal-samenspel-2018"

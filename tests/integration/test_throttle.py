@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from invites.delivery import deliver_batch
-from invites.mailer import SmtpMailer
-from invites.models import MessageStatus
+from invites.adapters.mailer import SmtpMailer
+from invites.adapters.sink import stored_messages
+from invites.adapters.throttle import Limits, Rate, Throttle
+from invites.domain.states import MessageStatus
+from invites.services.delivery import deliver_batch
 from invites.settings import SmtpTarget
-from invites.sink import stored_messages
-from invites.throttle import Limits, Rate, Throttle
 from tests.conftest import NOW
 from tests.integration.test_delivery import all_ids, prepare, rows_by_address
 

@@ -16,14 +16,15 @@ from icalendar import Calendar
 from sqlalchemy import select
 
 from invites import db
-from invites.compose import Composer
-from invites.eventfile import parse_event_file
-from invites.events import get_event, load_event
-from invites.imports import import_list
-from invites.models import Answer, AnswerHistory, AnswerSource, Invitation, Recipient
-from invites.sink import stored_messages
-from invites.status import event_status
-from invites.tokens import make_token
+from invites.adapters.sink import stored_messages
+from invites.db.models import AnswerHistory, Invitation, Recipient
+from invites.domain.eventfile import parse_event_file
+from invites.domain.states import Answer, AnswerSource
+from invites.domain.tokens import make_token
+from invites.messages.compose import Composer
+from invites.readmodels.status import event_status
+from invites.services.events import get_event, load_event
+from invites.services.imports import import_list
 from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, as_person, wait_until
 
 SLUG = "lokaal-samenspel-2018"

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from invites.audience import Person, Rejection, header_key, parse_people
-from invites.errors import InputError
-from invites.reference import municipalities, roles
+from invites.domain.audience import Person, Rejection, header_key, parse_people
+from invites.domain.errors import InputError
+from invites.domain.reference import municipalities, roles
 from tests.conftest import AUDIENCE_FILE
 
 
@@ -267,7 +267,7 @@ ADDRESSES = [
 def test_check_address_agrees_with_email_validator(address: str) -> None:
     from email_validator import EmailNotValidError, validate_email
 
-    from invites.audience import check_address
+    from invites.domain.audience import check_address
 
     def outcome(check: Callable[[], str]) -> str:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invites.bounces import parse_verp, verp_address
+from invites.services.bounces import parse_verp, verp_address
 
 
 def test_a_verp_address_names_its_row() -> None:

@@ -22,7 +22,13 @@ from icalendar import Calendar
 from sqlalchemy.orm import Session
 
 from invites import db
-from invites.compose import (
+from invites.db.models import Base, Event, Invitation, Recipient
+from invites.domain.errors import InputError
+from invites.domain.eventfile import parse_event_file
+from invites.domain.reference import LANGUAGES
+from invites.domain.states import Answer
+from invites.domain.tokens import make_token, new_public_id, unsubscribe_token
+from invites.messages.compose import (
     Composed,
     Composer,
     DkimKey,
@@ -31,13 +37,8 @@ from invites.compose import (
     message_id,
     sender_domain,
 )
-from invites.errors import InputError
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.models import Answer, Base, Event, Invitation, Recipient
-from invites.reference import LANGUAGES
-from invites.rendering import KINDS, TemplateSet
-from invites.tokens import make_token, new_public_id, unsubscribe_token
+from invites.messages.rendering import KINDS, TemplateSet
+from invites.services.events import load_event
 from tests.conftest import EVENT_FILE, make_recipient
 
 NOW = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)

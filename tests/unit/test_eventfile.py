@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from invites.errors import InputError
-from invites.eventfile import EventSpec, parse_event_file
+from invites.domain.errors import InputError
+from invites.domain.eventfile import EventSpec, parse_event_file
 from tests.conftest import EVENT_FILE
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")

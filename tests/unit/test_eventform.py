@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from invites.eventfile import EventSpec, event_spec, parse_event_file
-from invites.eventform import FormError, event_tables, form_values, slug_for, spec_from_form
-from invites.events import CALENDAR_FIELDS, PLAIN_FIELDS
-from invites.models import Event, ProgrammeItem, Series
+from invites.db.models import Event, ProgrammeItem, Series
+from invites.domain.eventfile import EventSpec, event_spec, parse_event_file
+from invites.domain.eventform import FormError, event_tables, form_values, slug_for, spec_from_form
+from invites.services.events import CALENDAR_FIELDS, PLAIN_FIELDS
 from tests.conftest import EVENT_FILE
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")

@@ -9,7 +9,7 @@ import pytest
 from icalendar import Calendar
 from icalendar.cal import Component
 
-from invites.ics import PRODID, CalendarEvent, CalendarTemplate, fold, utc_stamp
+from invites.messages.ics import PRODID, CalendarEvent, CalendarTemplate, fold, utc_stamp
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 STAMP = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)

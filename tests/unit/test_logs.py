@@ -6,13 +6,13 @@ import json
 import logging
 import sys
 
-from invites.logs import JsonFormatter, formatter, log_format
+from invites.adapters.logs import JsonFormatter, formatter, log_format
 from invites.settings import Settings
 
 
 def record(**extra: object) -> logging.LogRecord:
-    made = logging.getLogger("invites.delivery").makeRecord(
-        "invites.delivery",
+    made = logging.getLogger("invites.services.delivery").makeRecord(
+        "invites.services.delivery",
         logging.INFO,
         __file__,
         1,
@@ -30,7 +30,7 @@ def test_a_record_is_one_line_of_json_with_its_ids() -> None:
     assert "\n" not in line
     entry = json.loads(line)
     assert entry["level"] == "INFO"
-    assert entry["logger"] == "invites.delivery"
+    assert entry["logger"] == "invites.services.delivery"
     assert entry["message"] == "message 7 to a@example.org: sent"
     assert (entry["event_id"], entry["campaign_id"], entry["message_id"]) == (1, 2, 7)
     assert entry["time"].endswith("+00:00")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import dkim  # type: ignore[import-untyped]
 import pytest
 
-from invites.mailauth import (
+from invites.domain.mailauth import (
     BadFrom,
     Check,
     Sender,

@@ -10,10 +10,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from invites.mailer import Outgoing, SendOutcome, SmtpMailer, SmtpPool, _Envelope, classify
-from invites.models import MessageStatus
+from invites.adapters.mailer import Outgoing, SendOutcome, SmtpMailer, SmtpPool, _Envelope, classify
+from invites.adapters.sink import free_port
+from invites.domain.states import MessageStatus
 from invites.settings import SmtpTarget
-from invites.sink import free_port
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from invites.reference import (
+from invites.domain.reference import (
     DATA,
     fold,
     match_municipality,

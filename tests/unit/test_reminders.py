@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from invites.errors import InputError
-from invites.eventfile import parse_event_file
-from invites.reminders import (
+from invites.domain.errors import InputError
+from invites.domain.eventfile import parse_event_file
+from invites.domain.rules import (
     Audience,
     Offset,
     RuleSpec,
@@ -192,3 +192,10 @@ def test_the_event_file_reads_reminder_tables() -> None:
 def test_a_wrong_reminder_table_names_the_field(table: str, message: str) -> None:
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_event_file(EVENT_FILE.read_bytes() + b"\n[[reminders]]\n" + table.encode(), "x.toml")
+
+
+def test_every_reminder_template_is_a_message_kind() -> None:
+    from invites.domain.rules import REMINDER_TEMPLATES
+    from invites.messages.rendering import KINDS
+
+    assert set(REMINDER_TEMPLATES) <= set(KINDS)

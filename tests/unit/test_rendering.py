@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from invites.errors import InputError
-from invites.models import Event, Recipient
-from invites.reference import roles
-from invites.rendering import (
+from invites.db.models import Event, Recipient
+from invites.domain.errors import InputError
+from invites.domain.reference import roles
+from invites.messages.rendering import (
     MessageRenderer,
     TemplateSet,
     calendar_links,
@@ -305,7 +305,7 @@ def test_fast_rendering_reuses_one_skeleton_per_shape() -> None:
 def test_a_missing_attribute_reads_as_empty_for_every_recipient() -> None:
     from jinja2.sandbox import SandboxedEnvironment
 
-    from invites.rendering import Attributes
+    from invites.messages.rendering import Attributes
 
     template = SandboxedEnvironment().from_string("[{{ a['Dieet'] }}|{{ a.Dieet }}|{{ a['Tafel'] }}]")
     assert template.render(a=Attributes({"Tafel": "zorg"})) == "[||zorg]"

@@ -7,9 +7,9 @@ import email
 import pytest
 from icalendar import Calendar
 
-from invites.mailauth import Verdict
-from invites.models import Answer
-from invites.replies import NOT_CONFIRMED, NotAReply, Reply, hold_reason, parse_reply
+from invites.domain.mailauth import Verdict
+from invites.domain.states import Answer
+from invites.services.replies import NOT_CONFIRMED, NotAReply, Reply, hold_reason, parse_reply
 from tests.reply_samples import apple, google, outlook
 
 UID = "3f2a9c-lokaal-samenspel-2018@invites"

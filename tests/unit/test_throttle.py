@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from invites.throttle import Rate, resolve_limits
+from invites.adapters.throttle import Rate, resolve_limits
 
 
 @pytest.mark.parametrize(

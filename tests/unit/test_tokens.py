@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from invites.tokens import make_token, new_public_id, split_token, token_matches
+from invites.domain.tokens import make_token, new_public_id, split_token, token_matches
 
 SECRET = "test-secret"
 

@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from invites import db
-from invites.errors import NotFound
-from invites.eventfile import parse_event_file
-from invites.events import load_event
-from invites.models import Base, Invitation, Recipient, Suppression
-from invites.tokens import make_token, unsubscribe_token
-from invites.unsubscribe import find_subscriber, unsubscribe
+from invites.db.models import Base, Invitation, Recipient, Suppression
+from invites.domain.errors import NotFound
+from invites.domain.eventfile import parse_event_file
+from invites.domain.tokens import make_token, unsubscribe_token
+from invites.services.events import load_event
+from invites.services.unsubscribe import find_subscriber, unsubscribe
 from tests.conftest import EVENT_FILE
 
 NOW = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)

@@ -51,7 +51,7 @@
   document.querySelectorAll("[data-poll]").forEach(poll);
 
   // Answer forms (data-evidence): what a person does before pressing, for the server to tell them from a
-  // mail gateway's scanner, which opens every link and presses at once (invites/evidence.py). The counts
+  // mail gateway's scanner, which opens every link and presses at once (invites/domain/evidence.py). The counts
   // travel in the form's hidden "evidence" field; without this script the server asks for one more press.
   var forms = document.querySelectorAll("form[data-evidence]");
   if (forms.length) {

@@ -1,0 +1,1 @@
+"""The command line (`invites ...`), the demo, and their terminal output."""
