@@ -21,7 +21,7 @@ from email.utils import format_datetime
 from invites import db
 from invites.db.models import Base, Event, Invitation, Recipient
 from invites.domain.eventfile import parse_event_file
-from invites.domain.reference import municipalities, roles
+from invites.domain.reference import load_municipalities, roles
 from invites.domain.tokens import new_public_id
 from invites.messages.compose import Composer
 from invites.messages.rendering import TemplateSet
@@ -45,7 +45,7 @@ def example_event() -> Event:
 
 def audience(count: int) -> list[tuple[Recipient, Invitation]]:
     role_keys = sorted(roles())
-    codes = sorted(municipalities())
+    codes = sorted(m.code for m in load_municipalities().values())
     people = []
     for index in range(count):
         first, prefix = FIRST[index % len(FIRST)], PREFIX[index % len(PREFIX)]

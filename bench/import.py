@@ -24,7 +24,7 @@ from pathlib import Path
 
 from invites import db
 from invites.domain.eventfile import parse_event_file
-from invites.domain.reference import municipalities, roles
+from invites.domain.reference import load_municipalities, roles
 from invites.services.events import load_event
 from invites.services.imports import import_stream
 from invites.settings import project_dir
@@ -37,7 +37,7 @@ LAST = ["Berg", "Jansen", "Visser", "Bakker", "Smit", "Meijer", "Mulder", "Bos",
 
 def generate(path: Path, rows: int, seed: int = 1) -> None:
     rng = random.Random(seed)
-    places = [m.name for m in municipalities().values()]
+    places = [m.name for m in load_municipalities().values()]
     role_names = [alias for role in roles().values() for alias in role.aliases] or ["raadslid"]
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter=";")

@@ -43,7 +43,12 @@ class Runtime:
     _current: ClassVar[Runtime | None] = None
 
     def __post_init__(self) -> None:
-        reference.use_municipalities(self.settings.municipalities_file)
+        self.municipalities  # noqa: B018 - a missing INVITES_MUNICIPALITIES_FILE stops the process at start
+
+    @cached_property
+    def municipalities(self) -> reference.Municipalities:
+        """The reference list of municipalities (INVITES_MUNICIPALITIES_FILE, else the bundled one)."""
+        return reference.load_municipalities(self.settings.municipalities_file)
 
     @classmethod
     def current(cls) -> Runtime:
@@ -109,6 +114,7 @@ class Runtime:
             now,
             max_bytes=settings.import_max_bytes,
             progress=lambda rows: self.import_progress.report(job_id, rows),
+            places=self.municipalities,
         )
 
     @cached_property

@@ -91,11 +91,16 @@ def load_example(runtime: Runtime, now: datetime, console: Console) -> str:
     but the times); returns the event's slug."""
     db.upgrade(runtime.engine)
     examples = project_dir("examples")
-    spec = parse_event_file((examples / EVENT_FILE).read_bytes(), EVENT_FILE)
+    spec = parse_event_file((examples / EVENT_FILE).read_bytes(), EVENT_FILE, runtime.municipalities)
     with db.transaction(runtime.sessions) as session:
         slug = load_event(session, spec, now).event.slug
         report = import_list(
-            session, get_event(session, slug), (examples / AUDIENCE_FILE).read_bytes(), AUDIENCE_FILE, now
+            session,
+            get_event(session, slug),
+            (examples / AUDIENCE_FILE).read_bytes(),
+            AUDIENCE_FILE,
+            now,
+            places=runtime.municipalities,
         )
     console.print(
         f"event [bold]{slug}[/] loaded; audience: {report.accepted} added, {report.updated} updated"

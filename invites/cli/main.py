@@ -88,7 +88,7 @@ def event_load(path: Path) -> None:
     """Create or update the event defined in an event file (TOML); prints its slug."""
     runtime = Runtime.current()
     try:
-        spec = parse_event_file(path.read_bytes(), str(path))
+        spec = parse_event_file(path.read_bytes(), str(path), runtime.municipalities)
         with db.transaction(runtime.sessions) as session:
             result = load_event(session, spec, now())
             slug = result.event.slug
@@ -136,6 +136,7 @@ def import_command(
                 strict=strict,
                 sheet=sheet,
                 max_bytes=runtime.settings.import_max_bytes,
+                match_place=runtime.municipalities.match,
                 progress=lambda _rows: bar.update(task, completed=stream.tell()),
             )
     except NotFound as exc:
@@ -178,7 +179,9 @@ def segment_from(
     attended: bool,
 ) -> Segment:
     try:
-        return Segment.parse(roles or [], places or [], tags or [], languages or [], attended)
+        return Segment.parse(
+            roles or [], places or [], tags or [], languages or [], attended, Runtime.current().municipalities
+        )
     except InputError as exc:
         raise fail(str(exc)) from exc
 
@@ -198,7 +201,7 @@ def audience_command(
     runtime = Runtime.current()
     with runtime.sessions() as session:
         try:
-            matrix = coverage(session, get_event(session, slug), segment)
+            matrix = coverage(session, get_event(session, slug), segment, runtime.municipalities)
         except NotFound as exc:
             raise fail(str(exc)) from exc
     if as_json:
@@ -240,7 +243,7 @@ def export_command(
     runtime = Runtime.current()
     with runtime.sessions() as session:
         try:
-            data = export_bytes(session, get_event(session, slug), fmt, segment)
+            data = export_bytes(session, get_event(session, slug), fmt, segment, runtime.municipalities)
         except NotFound as exc:
             raise fail(str(exc)) from exc
     output.write_bytes(data)

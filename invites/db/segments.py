@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, String, and_, cast, exists, func, or_, sel
 from sqlalchemy.orm import Session, aliased
 
 from invites.db.models import Event, Invitation, Recipient
-from invites.domain.reference import municipalities, roles
+from invites.domain.reference import Municipalities, load_municipalities, roles
 from invites.domain.segment import Segment
 from invites.domain.states import Answer
 
@@ -58,13 +58,16 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def coverage(session: Session, event: Event, segment: Segment | None = None) -> dict[str, Any]:
+def coverage(
+    session: Session, event: Event, segment: Segment | None = None, places: Municipalities | None = None
+) -> dict[str, Any]:
     """How many recipients per municipality × role are invited, have accepted and have declined.
 
     Every municipality of the reference list that existed on the event's date gets a row, so the ones nobody
     is coming from show up as zeros.
     """
     segment = segment or Segment()
+    places = places or load_municipalities()
     rows = session.execute(
         select(Recipient.municipality_code, Recipient.role_key, Invitation.answer, func.count())
         .join(Invitation, Invitation.recipient_id == Recipient.id)
@@ -73,7 +76,7 @@ def coverage(session: Session, event: Event, segment: Segment | None = None) -> 
     ).all()
     role_order = [key for key in roles() if key != "other"] + ["other", UNKNOWN]
     day = event.starts_at.date()
-    reference = {m.code: m.name for m in municipalities().values() if m.exists_on(day)}
+    reference = {m.code: m.name for m in places.existing_on(day)}
     matrix: dict[str, dict[str, dict[str, int]]] = {}
     for code, role, answer, count in rows:
         cell = matrix.setdefault(code or UNKNOWN, {}).setdefault(role or UNKNOWN, _empty())
@@ -89,7 +92,7 @@ def coverage(session: Session, event: Event, segment: Segment | None = None) -> 
         table.append(
             {
                 "code": code,
-                "name": _place_name(code),
+                "name": "(onbekend)" if code == UNKNOWN else places.name(code),
                 "roles": {role: cells.get(role, _empty()) for role in role_order},
                 "total": _sum(cells.values()),
             }
@@ -105,13 +108,6 @@ def coverage(session: Session, event: Event, segment: Segment | None = None) -> 
             row["name"] for row in table if row["code"] != UNKNOWN and not row["total"]["accepted"]
         ],
     }
-
-
-def _place_name(code: str) -> str:
-    if code == UNKNOWN:
-        return "(onbekend)"
-    known = municipalities().get(code)
-    return known.name if known else code
 
 
 def _empty() -> dict[str, int]:

@@ -28,7 +28,7 @@ from email_validator.syntax import (
 )
 
 from invites.domain.errors import InputError
-from invites.domain.reference import LANGUAGES, fold, match_municipality, match_role
+from invites.domain.reference import LANGUAGES, fold, load_municipalities, match_role
 
 # The recognised column names, folded; anything else is kept as an attribute for templates.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -287,16 +287,15 @@ def _excel_header(values: Iterator[tuple[Any, ...]]) -> tuple[list[str], int]:
 class RowReader:
     """Turns a table's rows into people, reporting what it cannot use. Build once per file."""
 
-    def __init__(
-        self, header: list[str], match_place: Callable[[str], str | None] = match_municipality
-    ) -> None:
+    def __init__(self, header: list[str], match_place: Callable[[str], str | None] | None = None) -> None:
+        """`match_place` finds a CBS code (Runtime.municipalities.match; the bundled list when None)."""
         self.header = header
         self.keys = [header_key(name) for name in header]
         if "email" not in self.keys:
             names = ", ".join(repr(h) for h in header if h.strip()) or "no names"
             raise InputError(f"no e-mail column: the header has {names}")
         self.email_column = header[self.keys.index("email")]
-        self.match_place = match_place
+        self.match_place = match_place or load_municipalities().match
         self.warnings: list[str] = []
 
     def read(self, line: int, cells: list[str]) -> Person | Rejection:

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invites.domain.errors import InputError
-from invites.domain.reference import LANGUAGES
+from invites.domain.reference import LANGUAGES, Municipalities
 from invites.domain.rules import RuleSpec
 
 
@@ -164,18 +164,23 @@ class _Reader:
         return _Reader(self.source, value, f"{self.path}{key}.")
 
 
-def parse_event_file(data: bytes, source: str = "event file") -> EventSpec:
-    """Parse an event definition; raises InputError naming the field and the reason."""
+def parse_event_file(
+    data: bytes, source: str = "event file", places: Municipalities | None = None
+) -> EventSpec:
+    """Parse an event definition; raises InputError naming the field and the reason. `places` is the list
+    its reminders' municipalities are looked up in (the Runtime's; the bundled one when None)."""
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InputError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML: {exc}") from exc
-    return event_spec(raw, source)
+    return event_spec(raw, source, places)
 
 
-def event_spec(raw: dict[str, Any], source: str = "event file") -> EventSpec:
+def event_spec(
+    raw: dict[str, Any], source: str = "event file", places: Municipalities | None = None
+) -> EventSpec:
     """Check an event definition already read into the tables TOML gives (the web form builds them too)."""
     # The fields are read in this order, so that a file with several mistakes always reports the same one.
     top = _Reader(source, raw)
@@ -223,7 +228,7 @@ def event_spec(raw: dict[str, Any], source: str = "event file") -> EventSpec:
         series=series,
         programme=programme,
         extra=extra,
-        reminders=_reminders(source, raw, zone) if "reminders" in raw else None,
+        reminders=_reminders(source, raw, zone, places) if "reminders" in raw else None,
     )
 
 
@@ -348,7 +353,9 @@ def _read_extra(top: _Reader, registration: _Reader) -> dict[str, Any]:
     return extra
 
 
-def _reminders(source: str, raw: dict[str, Any], zone: ZoneInfo) -> tuple[RuleSpec, ...]:
+def _reminders(
+    source: str, raw: dict[str, Any], zone: ZoneInfo, places: Municipalities | None
+) -> tuple[RuleSpec, ...]:
     """The [[reminders]] tables: name, when ("-7d 10:00" or a local date and time), audience, template,
     and optionally a segment (roles, municipalities, tags, languages, attended_previous)."""
     items = raw["reminders"]
@@ -371,6 +378,7 @@ def _reminders(source: str, raw: dict[str, Any], zone: ZoneInfo) -> tuple[RuleSp
                     segment,
                     bool(reader.optional("enabled", bool, "true or false") is not False),
                     zone,
+                    places,
                 )
             )
         except InputError as exc:

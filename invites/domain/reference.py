@@ -86,15 +86,61 @@ def match_role(text: str) -> str | None:
 
 
 DEFAULT_MUNICIPALITIES = DATA / "utrecht-municipalities.csv"
-_active = {"municipalities": DEFAULT_MUNICIPALITIES}
+PREFIXES = ("gemeente ", "gem. ", "gem ")
 
 
-def use_municipalities(path: Path | None) -> None:
-    """Load another reference list of municipalities (same columns as the bundled Utrecht one)."""
-    chosen = path or DEFAULT_MUNICIPALITIES
-    if not chosen.is_file():
-        raise FileNotFoundError(f"INVITES_MUNICIPALITIES_FILE {chosen} does not exist")
-    _active["municipalities"] = chosen
+class Municipalities:
+    """A reference list of municipalities by CBS code (the bundled Utrecht one, or INVITES_MUNICIPALITIES_FILE
+    with the same columns), with the lookups an import needs. The Runtime holds the configured one
+    (Runtime.municipalities) and passes it down; `load_municipalities()` is the bundled one."""
+
+    def __init__(self, by_code: dict[str, Municipality]) -> None:
+        self.by_code = by_code
+        self._index = {fold(m.name): m.code for m in by_code.values()}
+        self._matched: dict[str, str | None] = {}
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.by_code
+
+    def __len__(self) -> int:
+        return len(self.by_code)
+
+    def get(self, code: str) -> Municipality | None:
+        return self.by_code.get(code)
+
+    def values(self) -> list[Municipality]:
+        return list(self.by_code.values())
+
+    def existing_on(self, day: date) -> list[Municipality]:
+        return [m for m in self.by_code.values() if m.exists_on(day)]
+
+    def name(self, code: str | None) -> str:
+        """The municipality's name; an unknown code as it is, and nothing for none."""
+        if not code:
+            return ""
+        found = self.by_code.get(code)
+        return found.name if found else code
+
+    def match(self, text: str) -> str | None:
+        """The CBS code for a municipality written by name ("gem. De Bilt") or code ("GM0344"), else None."""
+        if text not in self._matched:
+            if len(self._matched) > 4096:  # a list repeats its places; a bound keeps odd ones from piling up
+                self._matched.clear()
+            self._matched[text] = self._match(text)
+        return self._matched[text]
+
+    def _match(self, text: str) -> str | None:
+        folded = fold(text)
+        if not folded:
+            return None
+        code = folded.upper()
+        if code.startswith("GM") and code in self.by_code:
+            return code
+        for prefix in PREFIXES:
+            if folded.startswith(prefix):
+                folded = folded[len(prefix) :].strip()
+                break
+        return self._index.get(folded)
 
 
 def _date(text: str | None) -> date | None:
@@ -102,55 +148,21 @@ def _date(text: str | None) -> date | None:
 
 
 @cache
-def _load_municipalities(path: Path) -> dict[str, Municipality]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return {
-            row["cbs_code"].strip().upper(): Municipality(
-                row["cbs_code"].strip().upper(),
-                row["name"].strip(),
-                row.get("province", "") or "",
-                _date(row.get("valid_from")),
-                _date(row.get("valid_until")),
-            )
-            for row in csv.DictReader(handle)
-        }
-
-
-def municipalities(path: Path | None = None) -> dict[str, Municipality]:
-    """The municipalities of the active reference list (or of `path`), by CBS code."""
-    return _load_municipalities(path or _active["municipalities"])
-
-
-PREFIXES = ("gemeente ", "gem. ", "gem ")
-
-
-@cache
-def _municipality_index(path: Path) -> dict[str, str]:
-    return {fold(m.name): m.code for m in municipalities(path).values()}
-
-
-def match_municipality(text: str, path: Path | None = None) -> str | None:
-    """The CBS code for a municipality written by name ("gem. De Bilt") or code ("GM0344"), else None."""
-    return _match_municipality(text, path or _active["municipalities"])
-
-
-@lru_cache(maxsize=4096)
-def _match_municipality(text: str, path: Path) -> str | None:
-    folded = fold(text)
-    if not folded:
-        return None
-    code = folded.upper()
-    if code.startswith("GM") and code in municipalities(path):
-        return code
-    for prefix in PREFIXES:
-        if folded.startswith(prefix):
-            folded = folded[len(prefix) :].strip()
-            break
-    return _municipality_index(path).get(folded)
-
-
-def municipality_name(code: str | None) -> str:
-    if not code:
-        return ""
-    found = municipalities().get(code)
-    return found.name if found else code
+def load_municipalities(path: Path | None = None) -> Municipalities:
+    """The reference list in `path` (the bundled Utrecht one when None), read once per file."""
+    chosen = path or DEFAULT_MUNICIPALITIES
+    if not chosen.is_file():
+        raise FileNotFoundError(f"INVITES_MUNICIPALITIES_FILE {chosen} does not exist")
+    with chosen.open(encoding="utf-8", newline="") as handle:
+        return Municipalities(
+            {
+                row["cbs_code"].strip().upper(): Municipality(
+                    row["cbs_code"].strip().upper(),
+                    row["name"].strip(),
+                    row.get("province", "") or "",
+                    _date(row.get("valid_from")),
+                    _date(row.get("valid_until")),
+                )
+                for row in csv.DictReader(handle)
+            }
+        )

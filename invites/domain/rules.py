@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from invites.domain.errors import InputError
+from invites.domain.reference import Municipalities
 from invites.domain.segment import Segment
 
 
@@ -218,8 +219,10 @@ class RuleSpec:
         segment: dict[str, Any] | None = None,
         enabled: bool = True,
         zone: ZoneInfo | None = None,
+        places: Municipalities | None = None,
     ) -> RuleSpec:
-        """Checks every part, so a bad rule is refused when it is written, not when it is due."""
+        """Checks every part, so a bad rule is refused when it is written, not when it is due. `places`
+        is the list the segment's municipalities are looked up in (the bundled one when None)."""
         name = name.strip()
         if not name or len(name) > 120:
             raise InputError("a reminder needs a name of at most 120 characters")
@@ -230,6 +233,7 @@ class RuleSpec:
         chosen_segment = Segment.parse(
             **{key: (segment or {}).get(key, ()) for key in ("roles", "municipalities", "tags", "languages")},
             attended_previous=bool((segment or {}).get("attended_previous", False)),
+            places=places,
         )
         return cls(name, text, parse_audience(audience), template, chosen_segment.as_dict(), enabled)
 

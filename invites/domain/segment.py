@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from invites.domain.errors import InputError
-from invites.domain.reference import LANGUAGES, match_municipality, match_role, roles
+from invites.domain.reference import LANGUAGES, Municipalities, load_municipalities, match_role, roles
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,11 @@ class Segment:
         tags: list[str] | tuple[str, ...] = (),
         languages: list[str] | tuple[str, ...] = (),
         attended_previous: bool = False,
+        places: Municipalities | None = None,
     ) -> Segment:
-        """A segment from what an organiser typed: role names or keys, municipality names or CBS codes."""
+        """A segment from what an organiser typed: role names or keys, municipality names or CBS codes (of
+        `places`, the Runtime's list; the bundled one when None)."""
+        places = places or load_municipalities()
         role_keys = []
         for text in roles:
             key = match_role(text)
@@ -37,7 +40,7 @@ class Segment:
             role_keys.append(key)
         codes = []
         for text in municipalities:
-            code = match_municipality(text)
+            code = places.match(text)
             if code is None:
                 raise InputError(f"unknown municipality {text!r}")
             codes.append(code)

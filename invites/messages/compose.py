@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import dkim  # type: ignore[import-untyped]
 
 from invites.domain.errors import InputError
-from invites.domain.reference import LANGUAGES
+from invites.domain.reference import LANGUAGES, Municipalities, load_municipalities
 from invites.domain.states import Answer, EventStatus
 from invites.domain.tokens import make_token, unsubscribe_token
 from invites.messages.ics import CalendarEvent, CalendarTemplate
@@ -303,6 +303,7 @@ def composer_for(
         now=now,
         dkim=dkim_key(settings),
         unsubscribe_mailto=settings.unsubscribe_mailto or None,
+        places=load_municipalities(settings.municipalities_file),
         **options,
     )
 
@@ -337,8 +338,10 @@ class Composer:
         dkim: DkimKey | None = None,
         unsubscribe_mailto: str | None = None,
         test: bool = False,
+        places: Municipalities | None = None,
     ) -> None:
-        """`test` makes test sends: "[TEST]" before the subject, and a Message-ID of their own."""
+        """`test` makes test sends: "[TEST]" before the subject, and a Message-ID of their own. `places`
+        names the recipients' municipalities (the Runtime's list; the bundled one when None)."""
         self.event = event
         self.kind = kind
         self.sender = _single_line(sender, "INVITES_FROM")
@@ -349,6 +352,7 @@ class Composer:
         self.templates = templates
         self.dkim = dkim
         self.test = test
+        self.places = places or load_municipalities()
         self.unsubscribe_mailto = _single_line(
             unsubscribe_mailto or default_unsubscribe_mailto(sender), "the unsubscribe address"
         )
@@ -468,7 +472,7 @@ class Composer:
         self, recipient: Person, invitation: Invited, language: str, url: str, https: str
     ) -> dict[str, Any]:
         return {
-            "recipient": recipient_context(recipient, language),
+            "recipient": recipient_context(recipient, language, self.places),
             "links": {
                 "rsvp": url,
                 "accept": f"{url}?answer=accepted",

@@ -25,7 +25,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxEr
 from jinja2.sandbox import SandboxedEnvironment
 
 from invites.domain.errors import InputError
-from invites.domain.reference import LANGUAGES, municipality_name, roles
+from invites.domain.reference import LANGUAGES, Municipalities, roles
 from invites.messages.ics import utc_stamp
 from invites.settings import project_dir
 
@@ -418,7 +418,7 @@ class Attributes(dict[str, Any]):
         return ""
 
 
-def recipient_context(recipient: Person, language: str) -> dict[str, Any]:
+def recipient_context(recipient: Person, language: str, places: Municipalities) -> dict[str, Any]:
     """What the templates know of the person: the personal values, with the import's extra columns."""
     role = roles().get(recipient.role_key or "")
     return {
@@ -428,7 +428,7 @@ def recipient_context(recipient: Person, language: str) -> dict[str, Any]:
         "last_name": recipient.last_name,
         "email": recipient.email,
         "role": role.label(language) if role else recipient.role_label,
-        "municipality": municipality_name(recipient.municipality_code),
+        "municipality": places.name(recipient.municipality_code),
         "organisation": recipient.organisation,
         "attributes": Attributes(recipient.attributes or {}),
     }

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from invites.db.models import Event, Invitation, Recipient
 from invites.db.segments import segment_conditions
-from invites.domain.reference import municipality_name
+from invites.domain.reference import Municipalities, load_municipalities
 from invites.domain.segment import Segment
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -43,8 +43,12 @@ def neutralise(value: Any) -> str:
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
-def audience_rows(session: Session, event: Event, segment: Segment | None = None) -> Iterator[list[str]]:
-    """The header, then one neutralised row per invited recipient, read in chunks."""
+def audience_rows(
+    session: Session, event: Event, segment: Segment | None = None, places: Municipalities | None = None
+) -> Iterator[list[str]]:
+    """The header, then one neutralised row per invited recipient, read in chunks; the places named from
+    `places` (the Runtime's list; the bundled one when None)."""
+    places = places or load_municipalities()
     conditions = segment_conditions(segment or Segment(), event)
     attribute_names = sorted(
         {
@@ -74,7 +78,7 @@ def audience_rows(session: Session, event: Event, segment: Segment | None = None
             recipient.last_name,
             recipient.role_key or recipient.role_label,
             recipient.municipality_code or "",
-            municipality_name(recipient.municipality_code),
+            places.name(recipient.municipality_code),
             recipient.organisation,
             recipient.language,
             invitation.answer.value if invitation.answer else "",
@@ -108,8 +112,14 @@ def write_xlsx(rows: Iterator[list[str]], out: IO[bytes]) -> None:
     workbook.save(out)
 
 
-def export_bytes(session: Session, event: Event, fmt: str, segment: Segment | None = None) -> bytes:
-    rows = audience_rows(session, event, segment)
+def export_bytes(
+    session: Session,
+    event: Event,
+    fmt: str,
+    segment: Segment | None = None,
+    places: Municipalities | None = None,
+) -> bytes:
+    rows = audience_rows(session, event, segment, places)
     if fmt == "csv":
         text = io.StringIO(newline="")
         write_csv(rows, text)

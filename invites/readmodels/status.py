@@ -18,7 +18,7 @@ from invites.db.models import (
     Recipient,
 )
 from invites.db.segments import segment_conditions
-from invites.domain.reference import municipality_name
+from invites.domain.reference import Municipalities, load_municipalities
 from invites.domain.segment import Segment
 from invites.domain.states import Answer, HeldState, MessageStatus
 from invites.services.rsvp import places_taken
@@ -105,9 +105,15 @@ def timeline(session: Session, event: Event) -> list[dict[str, Any]]:
 
 
 def attendees(
-    session: Session, event: Event, answer: Answer | None = None, segment: Segment | None = None
+    session: Session,
+    event: Event,
+    answer: Answer | None = None,
+    segment: Segment | None = None,
+    places: Municipalities | None = None,
 ) -> list[dict[str, Any]]:
-    """The invited, filtered by answer and segment, sorted as a check-in list is: by surname."""
+    """The invited, filtered by answer and segment, sorted as a check-in list is: by surname; the places
+    named from `places` (the Runtime's list; the bundled one when None)."""
+    places = places or load_municipalities()
     query = (
         select(Recipient, Invitation)
         .join(Invitation, Invitation.recipient_id == Recipient.id)
@@ -124,7 +130,7 @@ def attendees(
             "name": recipient.display_name or recipient.email,
             "email": recipient.email,
             "role": recipient.role_key or recipient.role_label,
-            "municipality": municipality_name(recipient.municipality_code),
+            "municipality": places.name(recipient.municipality_code),
             "organisation": recipient.organisation,
             "answer": invitation.answer.value if invitation.answer else None,
             "guests": invitation.guests,

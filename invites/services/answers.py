@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ from invites.domain.errors import InputError, NotFound
 from invites.domain.states import Answer, AnswerSource
 from invites.domain.tokens import split_token, token_matches
 from invites.services import rsvp
+from invites.services.events import find_invitee, get_event
 from invites.services.held import Held, delivered_at, hold, replace_held
 from invites.services.outbox import Notice, queue_many
 from invites.settings import Settings
@@ -136,6 +137,56 @@ def record_one(
         evidence=proof.to_json(),
     )
     return Verdict.SAVED, rsvp.queue_notices(session, invitation, outcome, settings, now)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What an organiser's recording of an answer did: whether it changed the answer, and how many notices
+    (confirmation, waiting list) it queued."""
+
+    changed: bool
+    notices: int
+
+
+def record_for_organiser(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    slug: str,
+    email: str,
+    answer: str,
+    now: datetime,
+    enqueue: Callable[[list[int]], None],
+    *,
+    guests: int | None = None,
+    responses: dict[str, str] | None = None,
+    user_agent: str = "",
+    recorded_by: str = "",
+    client: str = "",
+) -> Recorded:
+    """The use case of an organiser recording someone's answer (they phoned, or said so at the door): the
+    capacity and waiting list apply, the deadline does not, and they are sent the confirmation (or the
+    waiting-list notice) as if they had answered. One transaction of its own; the notices are enqueued
+    after its commit. Raises NotFound for an unknown event or person, InputError for a refused answer;
+    then nothing is stored."""
+    with factory() as session:
+        _, invitation = find_invitee(session, get_event(session, slug), email)
+        outcome = rsvp.record_answer(
+            session,
+            invitation,
+            rsvp.parse_answer(answer),
+            AnswerSource.ORGANISER,
+            now,
+            user_agent,
+            guests=guests,
+            responses=responses,
+            # How it came: an organiser, signed in, said so.
+            evidence={"recorded_by": recorded_by, "client": client},
+        )
+        notices = rsvp.queue_notices(session, invitation, outcome, settings, now)
+        session.commit()
+    if notices:
+        enqueue(notices)
+    return Recorded(outcome.changed, len(notices))
 
 
 def record_many(

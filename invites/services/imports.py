@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from invites.db.models import Event, ImportJob, Invitation, Recipient
 from invites.domain.audience import Person, Rejection, RowReader, Table, as_json, open_table
 from invites.domain.errors import InputError, TooLarge
-from invites.domain.reference import match_municipality
+from invites.domain.reference import Municipalities
 from invites.domain.states import InvitationSource
 from invites.domain.tokens import new_public_id
 from invites.services.events import get_event
@@ -75,10 +75,19 @@ def import_list(
     now: datetime,
     strict: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    places: Municipalities | None = None,
 ) -> ImportReport:
     """Import a list held in memory; see `import_stream`."""
     return import_stream(
-        session, event, io.BytesIO(data), filename, len(data), now, strict=strict, max_bytes=max_bytes
+        session,
+        event,
+        io.BytesIO(data),
+        filename,
+        len(data),
+        now,
+        strict=strict,
+        max_bytes=max_bytes,
+        match_place=places.match if places else None,
     )
 
 
@@ -93,7 +102,7 @@ def import_stream(
     strict: bool = False,
     sheet: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    match_place: Callable[[str], str | None] = match_municipality,
+    match_place: Callable[[str], str | None] | None = None,
     progress: Progress | None = None,
     job: ImportJob | None = None,
 ) -> ImportReport:
@@ -392,6 +401,7 @@ def run_import_job(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: Progress | None = None,
+    places: Municipalities | None = None,
 ) -> dict[str, Any]:
     """Import a queued upload in one transaction, then record the report (or the error) on the job.
 
@@ -418,6 +428,7 @@ def run_import_job(
                     strict=bool(options.get("strict")),
                     sheet=options.get("sheet"),
                     max_bytes=max_bytes,
+                    match_place=places.match if places else None,
                     progress=progress,
                     job=job,
                 )

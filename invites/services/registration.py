@@ -8,19 +8,22 @@ list or campaign.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from invites.db.models import Event, Invitation, Recipient
 from invites.domain.audience import check_address
-from invites.domain.errors import InputError
-from invites.domain.reference import LANGUAGES, match_municipality, match_role
+from invites.domain.errors import InputError, NotFound
+from invites.domain.reference import LANGUAGES, Municipalities, load_municipalities, match_role
 from invites.domain.states import EventStatus, InvitationSource
 from invites.domain.tokens import new_public_id
+from invites.services import rsvp
+from invites.services.events import get_event
 from invites.services.outbox import queue_personal
 from invites.services.suppression import suppressed_among
 from invites.settings import Settings
@@ -70,6 +73,7 @@ def register(
     form: RegistrationForm,
     now: datetime,
     referred_by: Invitation | None = None,
+    places: Municipalities | None = None,
 ) -> Registered:
     """Record a registration as a pending invitation. The caller commits, then mails the invitation's link.
 
@@ -92,7 +96,7 @@ def register(
         return Registered(None, mail=False)
     recipient = session.scalar(select(Recipient).where(Recipient.email_key == key))
     if recipient is None:
-        recipient = _add_recipient(session, form, address, key, name, now)
+        recipient = _add_recipient(session, form, address, key, name, now, places or load_municipalities())
     invitation = session.scalar(
         select(Invitation).where(Invitation.event_id == event.id, Invitation.recipient_id == recipient.id)
     )
@@ -126,7 +130,13 @@ def _check_open(event: Event, now: datetime, referred_by: Invitation | None) -> 
 
 
 def _add_recipient(
-    session: Session, form: RegistrationForm, address: str, key: str, name: str, now: datetime
+    session: Session,
+    form: RegistrationForm,
+    address: str,
+    key: str,
+    name: str,
+    now: datetime,
+    places: Municipalities,
 ) -> Recipient:
     """Add the registrant as a new recipient, tagged `aanmelding`, and flush it to get its id."""
     role_text = form.role.strip()[:MAX_FIELD]
@@ -136,9 +146,9 @@ def _add_recipient(
         display_name=name,
         role_key=match_role(role_text) if role_text else None,
         role_label=role_text,
-        municipality_code=match_municipality(form.municipality)
+        municipality_code=places.match(form.municipality)
         if form.municipality
-        else match_municipality(form.organisation)
+        else places.match(form.organisation)
         if form.organisation
         else None,
         organisation=form.organisation.strip()[:MAX_FIELD],
@@ -178,20 +188,42 @@ def _add_invitation(
     return invitation
 
 
+def referrer(session: Session, secret: str, event: Event, via: str) -> Invitation | None:
+    """The invitation whose personal link was forwarded (`via`, its token), when it is of this event."""
+    if not via:
+        return None
+    try:
+        view = rsvp.find_by_token(session, secret, via)
+    except NotFound:
+        return None
+    return view.invitation if view.event.id == event.id else None
+
+
 def register_and_mail(
-    session: Session,
+    factory: sessionmaker[Session],
     settings: Settings,
-    event: Event,
+    slug: str,
     form: RegistrationForm,
     now: datetime,
-    referred_by: Invitation | None = None,
-) -> int | None:
+    enqueue: Callable[[list[int]], None],
+    *,
+    via: str = "",
+    places: Municipalities | None = None,
+) -> None:
     """The use case of the "Aanmelden" form: record the registration (`register`) and queue the mail with
-    its personal link, the double opt-in. Returns the outbox row to enqueue after the caller commits; None
-    when nothing may be mailed (a bot, a suppressed address)."""
-    registered = register(session, event, form, now, referred_by)
-    if not registered.mail or registered.invitation_id is None:
-        return None
-    invitation = session.get_one(Invitation, registered.invitation_id)
-    cause = f"reg-{now:%Y%m%d%H%M%S%f}"
-    return queue_personal(session, "registration-confirmation", invitation, cause, settings, now)
+    its personal link, the double opt-in, in one transaction of its own; then hand the mail's outbox row to
+    `enqueue`. Nothing is mailed to a bot or a suppressed address. Raises NotFound for an unknown event
+    and InputError for a refused registration; then nothing is stored."""
+    with factory() as session:
+        event = get_event(session, slug)
+        registered = register(
+            session, event, form, now, referrer(session, settings.secret_key, event, via), places
+        )
+        queued = None
+        if registered.mail and registered.invitation_id is not None:
+            invitation = session.get_one(Invitation, registered.invitation_id)
+            cause = f"reg-{now:%Y%m%d%H%M%S%f}"
+            queued = queue_personal(session, "registration-confirmation", invitation, cause, settings, now)
+        session.commit()
+    if queued is not None:
+        enqueue([queued])

@@ -53,9 +53,18 @@ def segment_query(
     tag: Annotated[Texts, Query(description="a tag from the list's tags column, repeatable")] = None,
     language: Annotated[Texts, Query(description="nl or en, repeatable")] = None,
     attended_previous: bool = False,
+    *,
+    runtime: RuntimeDep,
 ) -> Segment:
     try:
-        return Segment.parse(role or [], municipality or [], tag or [], language or [], attended_previous)
+        return Segment.parse(
+            role or [],
+            municipality or [],
+            tag or [],
+            language or [],
+            attended_previous,
+            runtime.municipalities,
+        )
     except InputError as exc:
         raise HTTPException(400, str(exc)) from exc
 
@@ -114,12 +123,14 @@ def import_status(job_id: RowId, session: SessionDep, runtime: RuntimeDep) -> Im
 
 
 @router.get("/events/{slug}/audience", responses=problems(400, 404))
-def audience(slug: Slug, session: SessionDep, segment: SegmentDep) -> Coverage:
+def audience(slug: Slug, session: SessionDep, segment: SegmentDep, runtime: RuntimeDep) -> Coverage:
     """The coverage matrix: recipients per municipality × role, invited and answered.
 
     `totals.all.invited` is how many people the segment selects.
     """
-    return Coverage.model_validate(coverage(session, get_event(session, slug), segment))
+    return Coverage.model_validate(
+        coverage(session, get_event(session, slug), segment, runtime.municipalities)
+    )
 
 
 @router.get(
@@ -140,13 +151,14 @@ def export(
     fmt: Annotated[str, PathParam(description="csv or xlsx", examples=["csv"])],
     session: SessionDep,
     segment: SegmentDep,
+    runtime: RuntimeDep,
 ) -> Response:
     """The audience with its answers as CSV or Excel, with formulas in cells neutralised."""
     if fmt not in EXPORT_TYPES:
         raise HTTPException(404, "export as .csv or .xlsx")
     event = get_event(session, slug)
     return Response(
-        export_bytes(session, event, fmt, segment),
+        export_bytes(session, event, fmt, segment, runtime.municipalities),
         media_type=EXPORT_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{event.slug}.{fmt}"'},
     )
@@ -163,6 +175,7 @@ def attendee_list(
     slug: Slug,
     session: SessionDep,
     segment: SegmentDep,
+    runtime: RuntimeDep,
     answer: Annotated[str | None, Query(description="accepted, declined or tentative")] = None,
 ) -> list[Attendee]:
     """The invited, filtered by answer (accepted, declined, tentative) and segment, sorted by surname."""
@@ -171,5 +184,6 @@ def attendee_list(
     except InputError as exc:
         raise HTTPException(400, str(exc)) from exc
     return [
-        Attendee.model_validate(row) for row in attendees(session, get_event(session, slug), chosen, segment)
+        Attendee.model_validate(row)
+        for row in attendees(session, get_event(session, slug), chosen, segment, runtime.municipalities)
     ]

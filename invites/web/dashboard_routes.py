@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from invites.db.models import Event
 from invites.db.segments import UNKNOWN, coverage
 from invites.domain.errors import InputError, NotFound
-from invites.domain.reference import municipality_name, roles
+from invites.domain.reference import Municipalities, roles
 from invites.domain.segment import Segment
 from invites.messages.rendering import event_context
 from invites.readmodels import dashboard
@@ -33,7 +33,7 @@ from invites.services.rsvp import parse_answer
 from invites.web.api import SegmentDep
 from invites.web.auth import organiser_router
 from invites.web.charts import MEASURES, Series, heat_table, stacked_bars
-from invites.web.deps import RuntimeDep, SessionDep
+from invites.web.deps import RuntimeDep, SessionDep, get_runtime
 from invites.web.pages import language, render, translate
 
 router = organiser_router(include_in_schema=False)
@@ -109,10 +109,10 @@ def _moment(event: Event, lang: str) -> Callable[[datetime | None], str]:
 
 
 def _coverage_context(
-    session: Session, event: Event, segment: Segment, measure: str, lang: str
+    session: Session, event: Event, segment: Segment, measure: str, lang: str, places: Municipalities
 ) -> dict[str, Any]:
     """The heat map of one measure, with links that switch the measure and keep the segment."""
-    matrix = coverage(session, event, segment)
+    matrix = coverage(session, event, segment, places)
     wanted = set(event.audience_roles or [])
     shown = [r for r in matrix["roles"] if r in wanted or matrix["totals"][r]["invited"]]
     params = segment_params(segment)
@@ -173,7 +173,7 @@ def overview(request: Request, slug: str, session: SessionDep, measure: str = "a
     context = {
         **_counts_context(session, event),
         **_timeline_context(session, event, lang),
-        **_coverage_context(session, event, Segment(), measure, lang),
+        **_coverage_context(session, event, Segment(), measure, lang, get_runtime(request).municipalities),
         "info": event_context(event, lang),
         "problems": dashboard.delivery_problems(session, event),
         "scanners": dashboard.scanner_opens(session, event),
@@ -232,7 +232,9 @@ def counts(request: Request, slug: str, session: SessionDep) -> HTMLResponse:
     return render(request, "_counts.html", _counts_context(session, event))
 
 
-def _segment_choices(session: Session, event: Event, segment: Segment, lang: str) -> dict[str, Any]:
+def _segment_choices(
+    session: Session, event: Event, segment: Segment, lang: str, places: Municipalities
+) -> dict[str, Any]:
     """The segment form's groups of checkboxes, built from the values the audience actually has."""
     values = dashboard.audience_values(session, event)
     groups = [
@@ -246,7 +248,7 @@ def _segment_choices(session: Session, event: Event, segment: Segment, lang: str
             "municipality",
             "Gemeente",
             sorted(
-                ((code, municipality_name(code)) for code in values.municipalities),
+                ((code, places.name(code)) for code in values.municipalities),
                 key=lambda item: item[1].casefold(),
             ),
             segment.municipalities,
@@ -279,8 +281,8 @@ def audience(
     query = urlencode(segment_params(segment))
     context = {
         "event": event,
-        **_segment_choices(session, event, segment, lang),
-        **_coverage_context(session, event, segment, measure, lang),
+        **_segment_choices(session, event, segment, lang, get_runtime(request).municipalities),
+        **_coverage_context(session, event, segment, measure, lang, get_runtime(request).municipalities),
         "measure": measure,
         "send_url": f"/events/{event.slug}/send" + (f"?{query}" if query else ""),
         "filtered": bool(query),
@@ -300,7 +302,7 @@ def attendee_list(
     except InputError:
         message = translate("Kies een antwoord uit de lijst.", lang)
         return render(request, "error.html", {"message": message}, status_code=400)
-    people = attendees(session, event, chosen, segment)
+    people = attendees(session, event, chosen, segment, get_runtime(request).municipalities)
     if answer == "none":
         people = [person for person in people if person["answer"] is None]
     moment = _moment(event, lang)
@@ -310,7 +312,7 @@ def attendee_list(
     query = urlencode(segment_params(segment))
     context = {
         "event": event,
-        **_segment_choices(session, event, segment, lang),
+        **_segment_choices(session, event, segment, lang, get_runtime(request).municipalities),
         "people": people,
         "answer": answer,
         "answer_filters": ANSWER_FILTERS,

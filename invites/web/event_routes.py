@@ -108,7 +108,7 @@ async def _create(request: Request, rt: Runtime, form: FormData) -> Response:
     try:
         if from_file:
             data, name = await _event_file(request, form.get("event_file"))
-            spec = parse_event_file(data, name)
+            spec = parse_event_file(data, name, rt.municipalities)
         else:
             spec = spec_from_form(values)
         created, changes = await run_in_threadpool(_load, rt, spec, new=not from_file)
@@ -163,7 +163,7 @@ def _update(
         if upload is None:
             spec = spec_from_form(values, event_tables(event))
         else:
-            spec = parse_event_file(*upload)
+            spec = parse_event_file(*upload, rt.municipalities)
             if spec.slug != slug:
                 raise FormError(
                     "event_file", f"{upload[1]}: this file is for the event {spec.slug!r}, not {slug!r}"

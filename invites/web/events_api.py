@@ -129,7 +129,7 @@ def event_detail(slug: Slug, session: SessionDep) -> EventDetail:
 
 def _load(runtime: Runtime, data: bytes) -> EventLoaded:
     try:
-        spec = parse_event_file(data, "event file")
+        spec = parse_event_file(data, "event file", runtime.municipalities)
         with db.transaction(runtime.sessions) as session:
             result = load_event(session, spec, datetime.now(UTC))
             loaded = EventLoaded(

@@ -22,7 +22,7 @@ from invites.readmodels.status import attendees, event_status
 from invites.services.events import get_event
 from invites.web.api_models import EventStatusModel, Slug, bearer, problems
 from invites.web.auth import organiser_router
-from invites.web.deps import RuntimeDep, SessionDep
+from invites.web.deps import RuntimeDep, SessionDep, get_runtime
 from invites.web.pages import language, render
 from invites.web.security import MESSAGE_CSP
 
@@ -48,7 +48,11 @@ def checkin(request: Request, slug: str, session: SessionDep) -> HTMLResponse:
         event = get_event(session, slug)
     except NotFound:
         return not_found(request)
-    people = [p for p in attendees(session, event, Answer.ACCEPTED) if p["waitlist_position"] is None]
+    people = [
+        p
+        for p in attendees(session, event, Answer.ACCEPTED, places=get_runtime(request).municipalities)
+        if p["waitlist_position"] is None
+    ]
     return render(
         request,
         "checkin.html",

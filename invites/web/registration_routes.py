@@ -9,10 +9,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
 from invites.adapters.ratelimit import Limit
-from invites.db.models import Event, Invitation
+from invites.db.models import Event
 from invites.domain.errors import InputError, NotFound
-from invites.domain.reference import municipalities, roles
-from invites.services import registration, rsvp
+from invites.domain.reference import Municipalities, roles
+from invites.services import registration
 from invites.services.events import get_event
 from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import templates as pages
@@ -22,17 +22,7 @@ router = APIRouter(tags=["registration"])
 REGISTER = Limit("register", 10, 3600)
 
 
-def _referrer(session: Any, secret: str, event: Event, via: str) -> Invitation | None:
-    if not via:
-        return None
-    try:
-        view = rsvp.find_by_token(session, secret, via)
-    except NotFound:
-        return None
-    return view.invitation if view.event.id == event.id else None
-
-
-def _context(event: Event, now: datetime, via: str, **extra: Any) -> dict[str, Any]:
+def _context(event: Event, places: Municipalities, now: datetime, via: str, **extra: Any) -> dict[str, Any]:
     day = event.starts_at.date()
     return {
         "lang": "nl",
@@ -42,7 +32,7 @@ def _context(event: Event, now: datetime, via: str, **extra: Any) -> dict[str, A
         else registration.registration_state(event, now),
         "via": via,
         "roles": [role for role in roles().values() if role.key != "other"],
-        "municipalities": sorted(m.name for m in municipalities().values() if m.exists_on(day)),
+        "municipalities": sorted(m.name for m in places.existing_on(day)),
         "form": {},
         "error": "",
         **extra,
@@ -50,12 +40,16 @@ def _context(event: Event, now: datetime, via: str, **extra: Any) -> dict[str, A
 
 
 @router.get("/e/{slug}/register", response_class=HTMLResponse)
-def register_page(request: Request, slug: str, session: SessionDep, via: str = "") -> HTMLResponse:
+def register_page(
+    request: Request, slug: str, session: SessionDep, runtime: RuntimeDep, via: str = ""
+) -> HTMLResponse:
     try:
         event = get_event(session, slug)
     except NotFound:
         return pages.TemplateResponse(request, "not_found.html", {"lang": "nl"}, status_code=404)
-    return pages.TemplateResponse(request, "register.html", _context(event, datetime.now(UTC), via))
+    return pages.TemplateResponse(
+        request, "register.html", _context(event, runtime.municipalities, datetime.now(UTC), via)
+    )
 
 
 @router.post("/e/{slug}/register", response_class=HTMLResponse)
@@ -79,24 +73,31 @@ def register_submit(
         return pages.TemplateResponse(request, "not_found.html", {"lang": "nl"}, status_code=404)
     client = request.client.host if request.client else "?"
     if not runtime.limiter.allow(REGISTER, f"{client}:{event.ics_uid}"):
-        context = _context(event, now, via, error="U hebt zich te vaak aangemeld. Probeer het later opnieuw.")
+        context = _context(
+            event,
+            runtime.municipalities,
+            now,
+            via,
+            error="U hebt zich te vaak aangemeld. Probeer het later opnieuw.",
+        )
         return pages.TemplateResponse(request, "register.html", context, status_code=429)
     form = registration.RegistrationForm(name, email, role, municipality, organisation, "nl", website)
+    # The use case writes in a session of its own: end this request's read first (on SQLite an open read
+    # would hold up its write).
+    session.rollback()
     try:
-        queued = registration.register_and_mail(
-            session,
+        registration.register_and_mail(
+            runtime.sessions,
             runtime.settings,
-            event,
+            slug,
             form,
             now,
-            _referrer(session, runtime.settings.secret_key, event, via),
+            runtime.enqueue,
+            via=via,
+            places=runtime.municipalities,
         )
-        session.commit()
     except InputError as exc:
-        session.rollback()
-        context = _context(event, now, via, error=str(exc), form=form.__dict__)
+        context = _context(event, runtime.municipalities, now, via, error=str(exc), form=form.__dict__)
         return pages.TemplateResponse(request, "register.html", context, status_code=400)
-    if queued is not None:
-        runtime.enqueue([queued])
     # The same words for a person, a bot caught by the honeypot, and a suppressed address.
     return pages.TemplateResponse(request, "registered.html", {"lang": "nl", "event": event})

@@ -59,6 +59,7 @@ def save_rule(slug: Slug, body: RuleBody, session: SessionDep, runtime: RuntimeD
             body.segment.model_dump(),
             body.enabled,
             ZoneInfo(event.timezone),
+            runtime.municipalities,
         )
     except InputError as exc:
         raise HTTPException(400, str(exc)) from exc

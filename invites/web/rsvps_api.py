@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from invites.db.models import Event, Invitation, Recipient
 from invites.domain.errors import InputError, NotFound
-from invites.domain.states import AnswerSource
-from invites.services import rsvp
+from invites.services import answers, rsvp
 from invites.services.events import find_invitee, get_event
 from invites.web.api_models import (
     HistoryEntry,
@@ -126,32 +125,29 @@ def set_rsvp(
 ) -> RsvpRecorded:
     """Record an answer for someone, as the organiser: the capacity and waiting list apply, the deadline
     does not. They are sent the confirmation (or the waiting-list notice) as if they had answered."""
-    event = get_event(session, slug)
-    recipient, invitation = _invitee(session, event, email)
-    answered_at = datetime.now(UTC)
+    get_event(session, slug)  # 404 for an unknown event
+    # The use case writes in a session of its own: end this request's read first (on SQLite an open read
+    # would hold up its write).
+    session.rollback()
     try:
-        outcome = rsvp.record_answer(
-            session,
-            invitation,
-            rsvp.parse_answer(body.answer),
-            AnswerSource.ORGANISER,
-            answered_at,
-            request.headers.get("user-agent", ""),
+        recorded = answers.record_for_organiser(
+            runtime.sessions,
+            runtime.settings,
+            slug,
+            email,
+            body.answer,
+            datetime.now(UTC),
+            runtime.enqueue,
             guests=body.guests,
             responses=body.responses,
-            # How it came: an organiser, signed in, said so (they phoned, or told them at the door).
-            evidence={
-                "recorded_by": getattr(getattr(request.state, "organiser", None), "email", ""),
-                "client": request.client.host if request.client else "",
-            },
+            user_agent=request.headers.get("user-agent", ""),
+            recorded_by=getattr(getattr(request.state, "organiser", None), "email", ""),
+            client=request.client.host if request.client else "",
         )
-        notices = rsvp.queue_notices(session, invitation, outcome, runtime.settings, answered_at)
-        session.commit()
     except InputError as exc:
-        session.rollback()
         raise HTTPException(400, str(exc)) from exc
-    if notices:
-        runtime.enqueue(notices)
+    event = get_event(session, slug)
+    recipient, invitation = _invitee(session, event, email)
     return RsvpRecorded(
-        **_rsvp(recipient, invitation, event).model_dump(), changed=outcome.changed, notices=len(notices)
+        **_rsvp(recipient, invitation, event).model_dump(), changed=recorded.changed, notices=recorded.notices
     )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from invites.db.models import Campaign, Event
 from invites.domain import rules
 from invites.domain.errors import InputError, NotFound
-from invites.domain.reference import LANGUAGES, municipality_name, roles
+from invites.domain.reference import LANGUAGES, Municipalities, roles
 from invites.domain.segment import Segment
 from invites.messages.compose import composer_for
 from invites.messages.rendering import KINDS
@@ -26,7 +26,7 @@ from invites.services import campaigns, reminders, testsend
 from invites.services.events import get_event
 from invites.web.api import segment_query
 from invites.web.auth import OrganiserDep, organiser_router
-from invites.web.deps import RuntimeDep, SessionDep
+from invites.web.deps import RuntimeDep, SessionDep, get_runtime
 from invites.web.pages import language, render, translate
 
 router = organiser_router(include_in_schema=False)
@@ -168,7 +168,7 @@ def _split(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
-def describe_segment(segment: Segment, lang: str) -> list[str]:
+def describe_segment(segment: Segment, lang: str, places: Municipalities) -> list[str]:
     """The segment in words, one line per filter; none for the whole audience."""
     known = roles()
     lines = []
@@ -176,7 +176,7 @@ def describe_segment(segment: Segment, lang: str) -> list[str]:
         names = ", ".join(known[key].label(lang) if key in known else key for key in segment.roles)
         lines.append(translate("Functie: {names}", lang, names=names))
     if segment.municipalities:
-        names = ", ".join(municipality_name(code) for code in segment.municipalities)
+        names = ", ".join(places.name(code) for code in segment.municipalities)
         lines.append(translate("Gemeente: {names}", lang, names=names))
     if segment.tags:
         lines.append(translate("Label: {names}", lang, names=", ".join(segment.tags)))
@@ -198,7 +198,7 @@ def _segment_fields(segment: Segment) -> list[tuple[str, str]]:
     return fields
 
 
-def _campaign_rows(session: Session, event: Event, lang: str) -> list[dict[str, Any]]:
+def _campaign_rows(session: Session, event: Event, lang: str, places: Municipalities) -> list[dict[str, Any]]:
     rows = []
     for campaign_id in reversed(campaigns.campaigns_of(session, event.id)):
         progress = campaigns.campaign_progress(session, campaign_id, now())
@@ -208,7 +208,7 @@ def _campaign_rows(session: Session, event: Event, lang: str) -> list[dict[str, 
                 "label": translate(KIND_LABELS.get(progress["kind"], progress["kind"]), lang),
                 "state_label": _state_label(progress, lang),
                 "started": _local(progress["created_at"], event),
-                "segment_lines": describe_segment(Segment.from_dict(progress["segment"]), lang),
+                "segment_lines": describe_segment(Segment.from_dict(progress["segment"]), lang, places),
             }
         )
     return rows
@@ -244,6 +244,7 @@ def send_page(
     request: Request,
     slug: str,
     session: SessionDep,
+    rt: RuntimeDep,
     kind: str = "",
     role: MultiQuery = None,
     municipality: MultiQuery = None,
@@ -263,25 +264,38 @@ def send_page(
         "attended_previous": attended_previous,
     }
     context = _send_form(request, event, kind or "invitation", form)
-    context["campaigns"] = _campaign_rows(session, event, lang)
+    context["campaigns"] = _campaign_rows(session, event, lang, rt.municipalities)
     if not kind or change:
         return render(request, "send.html", context)
     try:
-        segment = segment_query(role, _split(municipality), _split(tag), language_, attended_previous)
+        segment = segment_query(
+            role,
+            _split(municipality),
+            _split(tag),
+            language_,
+            attended_previous,
+            runtime=rt,
+        )
         plan = campaigns.plan_campaign(session, event, kind, segment)
     except (HTTPException, InputError) as exc:
         context["error"] = exc.detail if isinstance(exc, HTTPException) else str(exc)
         return render(request, "send.html", context, status_code=400)
-    return render(request, "send_confirm.html", _confirm_context(context, plan, lang))
+    return render(
+        request,
+        "send_confirm.html",
+        _confirm_context(context, plan, lang, rt.municipalities),
+    )
 
 
-def _confirm_context(context: dict[str, Any], plan: campaigns.SendPlan, lang: str) -> dict[str, Any]:
+def _confirm_context(
+    context: dict[str, Any], plan: campaigns.SendPlan, lang: str, places: Municipalities
+) -> dict[str, Any]:
     fields = _segment_fields(plan.segment)
     return {
         **context,
         "plan": plan,
         "kind_label": translate(KIND_LABELS[plan.kind], lang),
-        "segment_lines": describe_segment(plan.segment, lang),
+        "segment_lines": describe_segment(plan.segment, lang, places),
         "segment_fields": fields,
         "change_url": f"/events/{context['event'].slug}/send?"
         + urlencode([*fields, ("kind", plan.kind), ("change", "1")]),
@@ -314,9 +328,11 @@ def send_confirmed(
         "attended_previous": attended_previous,
     }
     context = _send_form(request, event, kind or "invitation", form)
-    context["campaigns"] = _campaign_rows(session, event, lang)
+    context["campaigns"] = _campaign_rows(session, event, lang, rt.municipalities)
     try:
-        segment = segment_query(role, _split(municipality), _split(tag), language_, attended_previous)
+        segment = segment_query(
+            role, _split(municipality), _split(tag), language_, attended_previous, runtime=rt
+        )
     except HTTPException as exc:
         context["error"] = exc.detail
         return render(request, "send.html", context, status_code=400)
@@ -327,11 +343,11 @@ def send_confirmed(
             rt.sessions, slug, kind, rt.settings, rt.templates, rt.enqueue, now(), segment, confirmed=confirm
         )
     except campaigns.NothingToSend as exc:
-        confirmed = _confirm_context(context, exc.plan, lang)
+        confirmed = _confirm_context(context, exc.plan, lang, rt.municipalities)
         confirmed["error"] = translate("Er is niemand om dit bericht nu naar te sturen.", lang)
         return render(request, "send_confirm.html", confirmed, status_code=400)
     except campaigns.CountChanged as exc:
-        confirmed = _confirm_context(context, exc.plan, lang)
+        confirmed = _confirm_context(context, exc.plan, lang, rt.municipalities)
         confirmed["error"] = translate(
             "Het aantal ontvangers is veranderd sinds u keek: nu {n}. Controleer het en bevestig opnieuw.",
             lang,
@@ -363,7 +379,9 @@ def _campaign_context(
         "label": translate(KIND_LABELS.get(progress["kind"], progress["kind"]), lang),
         "state_label": _state_label(progress, lang),
         "started": _local(progress["created_at"], event),
-        "segment_lines": describe_segment(Segment.from_dict(progress["segment"]), lang),
+        "segment_lines": describe_segment(
+            Segment.from_dict(progress["segment"]), lang, get_runtime(request).municipalities
+        ),
         "finished": finished,
         # Polled while something can still change: running with work left, or messages still in flight.
         "live": (progress["state"] == "running" and not finished) or progress["sending"] > 0,
@@ -455,7 +473,7 @@ def _rules_context(
                 "template_label": translate(KIND_LABELS.get(rule.template, rule.template), lang),
                 "state_label": translate(RULE_STATES.get(described["state"], described["state"]), lang),
                 "send_from_local": _local(described["send_from"], event),
-                "segment_lines": describe_segment(Segment.from_dict(rule.segment), lang),
+                "segment_lines": describe_segment(Segment.from_dict(rule.segment), lang, rt.municipalities),
             }
         )
     return {
@@ -529,6 +547,7 @@ def reminder_save(
             existing.segment if existing else {},
             enabled,
             ZoneInfo(event.timezone),
+            rt.municipalities,
         )
     except InputError as exc:
         form = {

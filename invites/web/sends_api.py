@@ -151,6 +151,7 @@ def start_send(
             body.tags,
             [str(x) for x in body.languages],
             body.attended_previous,
+            places=runtime.municipalities,
         )
         sent = campaigns.send_campaign(
             runtime.sessions,

@@ -18,10 +18,10 @@ from invites.db.models import ImportJob, Invitation, OutboundMessage, Recipient
 from invites.db.segments import coverage, segment_conditions
 from invites.domain.errors import InputError
 from invites.domain.eventfile import parse_event_file
-from invites.domain.reference import use_municipalities
 from invites.domain.segment import Segment
 from invites.domain.states import Answer
 from invites.readmodels.exports import export_bytes
+from invites.runtime import Runtime
 from invites.services import campaigns
 from invites.services.events import get_event, load_event
 from invites.services.imports import ImportReport, import_stream
@@ -238,13 +238,18 @@ def test_a_crash_halfway_stores_nothing(importer: Importer, runtime: Any) -> Non
 def test_another_reference_list_of_municipalities(importer: Importer, runtime: Any, tmp_path: Path) -> None:
     other = tmp_path / "gemeenten.csv"
     other.write_text("cbs_code,name,province,valid_from,valid_until\nGM0363,Amsterdam,Noord-Holland,,\n")
-    use_municipalities(other)
-    try:
-        report = importer(b"email,gemeente\na@example.org,Gemeente Amsterdam\nb@example.org,Utrecht\n")
-    finally:
-        use_municipalities(None)
+    # The list is the Runtime's (INVITES_MUNICIPALITIES_FILE), handed down to the import.
+    configured = Runtime(runtime.settings.model_copy(update={"municipalities_file": other}))
+    report = importer(
+        b"email,gemeente\na@example.org,Gemeente Amsterdam\nb@example.org,Utrecht\n",
+        match_place=configured.municipalities.match,
+    )
     assert report.warnings == ["line 3: unknown municipality 'Utrecht'"]
     assert recipients(runtime)["a@example.org"].municipality_code == "GM0363"
+    # The process's own Runtime still reads the bundled list: nothing module-wide was changed.
+    assert runtime.municipalities.match("Utrecht") == "GM0344"
+    with pytest.raises(FileNotFoundError, match="INVITES_MUNICIPALITIES_FILE"):
+        Runtime(runtime.settings.model_copy(update={"municipalities_file": tmp_path / "missing.csv"}))
 
 
 SEGMENT_LIST = (

@@ -6,15 +6,9 @@ import csv
 
 import pytest
 
-from invites.domain.reference import (
-    DATA,
-    fold,
-    match_municipality,
-    match_role,
-    municipalities,
-    municipality_name,
-    roles,
-)
+from invites.domain.reference import DATA, fold, load_municipalities, match_role, roles
+
+PLACES = load_municipalities()
 
 
 def role_rows() -> list[dict[str, str]]:
@@ -98,9 +92,9 @@ def test_unknown_role_is_none(text: str) -> None:
 
 def test_municipalities_csv_is_read_whole() -> None:
     rows = municipality_rows()
-    assert len(municipalities()) == len(rows)
-    assert municipalities()["GM0344"].name == "Utrecht"
-    assert municipalities()["GM0344"].province == "Utrecht"
+    assert len(PLACES) == len(rows)
+    assert PLACES.by_code["GM0344"].name == "Utrecht"
+    assert PLACES.by_code["GM0344"].province == "Utrecht"
 
 
 @pytest.mark.parametrize(
@@ -109,7 +103,7 @@ def test_municipalities_csv_is_read_whole() -> None:
     + [(row["cbs_code"], row["cbs_code"]) for row in municipality_rows()],
 )
 def test_every_municipality_matches_by_name_and_by_code(text: str, code: str) -> None:
-    assert match_municipality(text) == code
+    assert PLACES.match(text) == code
 
 
 @pytest.mark.parametrize(
@@ -134,7 +128,7 @@ def test_every_municipality_matches_by_name_and_by_code(text: str, code: str) ->
     ],
 )
 def test_match_municipality_spellings(text: str, code: str) -> None:
-    assert match_municipality(text) == code
+    assert PLACES.match(text) == code
 
 
 @pytest.mark.parametrize(
@@ -142,11 +136,11 @@ def test_match_municipality_spellings(text: str, code: str) -> None:
     ["Amsterdam", "GM0363", "GM9999", "", "   ", "Gemeente", "gem.", "Utrecht West", "Provincie Utrecht"],
 )
 def test_unknown_municipality_is_none(text: str) -> None:
-    assert match_municipality(text) is None
+    assert PLACES.match(text) is None
 
 
 def test_municipality_name() -> None:
-    assert municipality_name("GM0353") == "IJsselstein"
-    assert municipality_name("GM9999") == "GM9999"
-    assert municipality_name(None) == ""
-    assert municipality_name("") == ""
+    assert PLACES.name("GM0353") == "IJsselstein"
+    assert PLACES.name("GM9999") == "GM9999"
+    assert PLACES.name(None) == ""
+    assert PLACES.name("") == ""
