@@ -204,13 +204,13 @@ class Runtime:
         return self.throttle
 
     def poll_bounces(self, now: datetime) -> int:
-        """Read the bounce mailbox (INVITES_BOUNCE_IMAP_URL) once; returns how many messages were read."""
+        """Read the bounce mailbox (INVITES_BOUNCE_IMAP_URL) once; returns how many messages were read. A
+        report acted on is deleted; anything else stays, marked as read."""
         if not self.settings.bounce_imap_url:
             return 0
         target = ImapTarget.parse(self.settings.bounce_imap_url, "INVITES_BOUNCE_IMAP_URL")
         return poll_imap(
-            target,
-            lambda data: bool(bounces.process_message(self.sessions, data, self.settings.secret_key, now)),
+            target, lambda data: bounces.read_mailbox_message(self.sessions, data, self.settings, now)
         )
 
     def poll_replies(self, now: datetime) -> int:

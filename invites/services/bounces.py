@@ -1,6 +1,17 @@
 """Bounces: the envelope sender that ties a bounce to its message (VERP), reading delivery status
 notifications (RFC 3464), and recording what they say on the outbox row, the recipient and the suppression
 list. The doors they come through (an IMAP mailbox, an inbound SMTP endpoint) only hand over the bytes.
+
+Anyone can write a report, and an invitation's Message-ID and address are in every copy, forward and reply
+of it, so a report acts on a row only
+- through a VERP address of ours (its HMAC is made with the secret key), in the envelope or the To,
+  Delivered-To or X-Original-To it arrived with; or
+- on the IMAP door, when it quotes the row's Message-ID, its Final-Recipient (or Original-Recipient) is the
+  row's address, and the organisation's own mail server (the topmost Authentication-Results of a trusted
+  authserv-id, INVITES_REPLY_AUTHSERV_IDS, as for calendar replies) authenticated its sender as the
+  recipient's domain or the organisation's own (INVITES_FROM, INVITES_BOUNCE_DOMAIN), a domain above or
+  below either: the mail system that can know the address is gone.
+Any other report is logged with the reason and left for a person to read.
 """
 
 from __future__ import annotations
@@ -24,7 +35,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites.db.models import OutboundMessage, Recipient, Suppression
+from invites.domain.mailauth import aligned, authenticate, normal_domain
 from invites.domain.states import MessageStatus
+from invites.messages.compose import sender_domain
+from invites.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +71,17 @@ class Dsn:
 
     action: str  # failed, delayed, delivered, relayed, expanded
     status: str  # the enhanced status code, e.g. 5.1.1
-    recipient: str
+    recipient: str  # the Final-Recipient, else the Original-Recipient
     diagnostic: str
     # Where it points back to: the addresses it was sent to (a VERP address), and the original Message-ID.
     to: tuple[str, ...]
     message_id: str
+    original_recipient: str = ""
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """The addresses the report says it is about: its Final-Recipient and Original-Recipient."""
+        return tuple(dict.fromkeys(a.casefold() for a in (self.recipient, self.original_recipient) if a))
 
     @property
     def hard(self) -> bool:
@@ -118,18 +138,25 @@ def parse_dsn(data: bytes, envelope_to: tuple[str, ...] = ()) -> list[Dsn]:
         action = (block.get("Action") or "").strip().lower()
         if not action:
             continue
-        recipient = (block.get("Final-Recipient") or block.get("Original-Recipient") or "").strip()
+        final = _address(block.get("Final-Recipient"))
+        original_to = _address(block.get("Original-Recipient"))
         reports.append(
             Dsn(
                 action=action,
                 status=(block.get("Status") or "").strip().split(" ")[0],
-                recipient=recipient.split(";", 1)[-1].strip(),
+                recipient=final or original_to,
                 diagnostic=" ".join((block.get("Diagnostic-Code") or "").split()),
                 to=to,
                 message_id=message_id,
+                original_recipient=original_to,
             )
         )
     return reports
+
+
+def _address(value: object) -> str:
+    """The address of a Final-Recipient or Original-Recipient field ("rfc822; someone@example.nl")."""
+    return str(value or "").strip().split(";", 1)[-1].strip()
 
 
 def _find_report(message: Message) -> Message | None:
@@ -164,22 +191,71 @@ def _original_message_id(part: Message | None) -> str:
 @dataclass(frozen=True)
 class BounceResult:
     row_id: int | None
-    kind: str  # hard, soft, ignored, unknown
+    kind: str  # hard, soft, ignored (a success report), unknown (not acted on)
+    reason: str = ""  # why it was not acted on
+
+    @property
+    def acted(self) -> bool:
+        return self.kind != "unknown"
 
 
-def record_bounce(factory: sessionmaker[Session], dsn: Dsn, secret: str, now: datetime) -> BounceResult:
-    """Tie a report to its outbox row (by VERP address, else by Message-ID and recipient) and record it.
+@dataclass(frozen=True)
+class Trust:
+    """What lets a report without a VERP address of ours act (the IMAP door): the authserv-ids of the
+    organisation's own mail server, and the organisation's own domains."""
+
+    authserv_ids: frozenset[str]
+    own_domains: frozenset[str]
+
+    @classmethod
+    def of(cls, settings: Settings) -> Trust:
+        domains = {sender_domain(settings.sender), settings.bounce_domain}
+        return cls(settings.trusted_authserv_ids, frozenset(normal_domain(d) for d in domains if d.strip()))
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """Who sent a report, as the organisation's own mail server found: the From's domain when that server
+    authenticated it, else "" and the reason."""
+
+    domain: str
+    reason: str = ""
+
+
+def reporter(data: bytes, trust: Trust) -> Reporter:
+    verdict = authenticate(data, trust.authserv_ids, "imap")
+    if not verdict.authenticated:
+        return Reporter("", verdict.reason)
+    return Reporter(normal_domain(verdict.sender.rpartition("@")[2]))
+
+
+def record_bounce(
+    factory: sessionmaker[Session],
+    dsn: Dsn,
+    secret: str,
+    now: datetime,
+    trust: Trust | None = None,
+    sender: Reporter | None = None,
+) -> BounceResult:
+    """Tie a report to its outbox row and record it: by a VERP address of ours, else (with `trust` and the
+    `sender` the organisation's server authenticated) by the Message-ID and the address it names.
 
     A hard bounce marks the row bounced, the recipient undeliverable, and suppresses the address. A soft
-    bounce is counted on the row and on the recipient. A success report changes nothing.
+    bounce is counted on the row and on the recipient. A success report changes nothing. A report that is
+    not tied changes nothing either; the result says why.
     """
     if not (dsn.hard or dsn.soft):
         return BounceResult(None, "ignored")
     with factory() as session, session.begin():
-        row = _find_row(session, dsn, secret)
+        row, reason = _find_row(session, dsn, secret, trust, sender)
         if row is None:
-            log.warning("bounce for %s (%s) matches no outbox row", dsn.recipient, dsn.message_id)
-            return BounceResult(None, "unknown")
+            log.warning(
+                "bounce for %s (%s) not acted on: %s",
+                dsn.recipient or "?",
+                dsn.message_id or "no Message-ID",
+                reason,
+            )
+            return BounceResult(None, "unknown", reason)
         reply = f"bounce {dsn.status} {dsn.diagnostic}".strip()[:2000]
         if dsn.hard:
             row.status = MessageStatus.BOUNCED
@@ -209,21 +285,34 @@ def record_bounce(factory: sessionmaker[Session], dsn: Dsn, secret: str, now: da
         return BounceResult(row.id, "soft")
 
 
-def _find_row(session: Session, dsn: Dsn, secret: str) -> OutboundMessage | None:
+def _find_row(
+    session: Session, dsn: Dsn, secret: str, trust: Trust | None, sender: Reporter | None
+) -> tuple[OutboundMessage | None, str]:
     for address in dsn.to:
         row_id = parse_verp(secret, address)
         if row_id is not None:
-            return session.get(OutboundMessage, row_id)
-    if dsn.message_id:
-        candidates = list(
-            session.scalars(select(OutboundMessage).where(OutboundMessage.message_id == dsn.message_id))
+            row = session.get(OutboundMessage, row_id)
+            return row, "" if row is not None else f"the VERP address {address} names no outbox row"
+    # Without one, the Message-ID and the address are not enough: both are in every copy of the invitation.
+    if trust is None:
+        return None, "no VERP address of ours, and only a VERP address ties a report on this door"
+    if not dsn.message_id:
+        return None, "no VERP address of ours, and no Message-ID of the original message"
+    rows = session.scalars(select(OutboundMessage).where(OutboundMessage.message_id == dsn.message_id))
+    row = next((r for r in rows if r.to_address.casefold() in dsn.recipients), None)
+    if row is None:
+        named = ", ".join(dsn.recipients) or "no Final-Recipient"
+        return None, f"no VERP address of ours, and no outbox row of {dsn.message_id} for {named}"
+    if sender is None or not sender.domain:
+        reason = sender.reason if sender is not None else "the sender was not checked"
+        return None, f"no VERP address of ours, and the report's sender is not authenticated ({reason})"
+    domain = normal_domain(row.to_address.rpartition("@")[2])
+    if not any(aligned(sender.domain, d) or aligned(d, sender.domain) for d in {domain, *trust.own_domains}):
+        return None, (
+            f"no VERP address of ours, and the report comes from {sender.domain}, "
+            f"neither {domain} nor the organisation's own domain"
         )
-        for row in candidates:
-            if row.to_address.lower() == dsn.recipient.lower():
-                return row
-        if len(candidates) == 1:
-            return candidates[0]
-    return None
+    return row, ""
 
 
 def process_message(
@@ -232,9 +321,25 @@ def process_message(
     secret: str,
     now: datetime,
     envelope_to: tuple[str, ...] = (),
+    trust: Trust | None = None,
 ) -> list[BounceResult]:
-    """Read one incoming message and record every report it holds; an empty list if it is no DSN."""
-    return [record_bounce(factory, dsn, secret, now) for dsn in parse_dsn(data, envelope_to)]
+    """Read one incoming message and record every report it holds; an empty list if it is no DSN.
+
+    `trust` (the IMAP door) lets a report without a VERP address act when the organisation's own mail
+    server authenticated its sender (see the module's text); without it only a VERP address ties one.
+    """
+    reports = parse_dsn(data, envelope_to)
+    sender = reporter(data, trust) if trust is not None and reports else None
+    return [record_bounce(factory, dsn, secret, now, trust, sender) for dsn in reports]
+
+
+def read_mailbox_message(
+    factory: sessionmaker[Session], data: bytes, settings: Settings, now: datetime
+) -> bool:
+    """The IMAP door: record the reports of one message from the bounce mailbox; whether to delete it. A
+    message that is no report, or holds a report that was not acted on, stays for a person to read."""
+    results = process_message(factory, data, settings.secret_key, now, trust=Trust.of(settings))
+    return bool(results) and all(result.acted for result in results)
 
 
 class InboundHandler:

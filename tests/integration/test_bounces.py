@@ -1,5 +1,6 @@
 """Bounces through the inbound SMTP door (aiosmtpd), with DSN bodies as MTAs write them (RFC 3464): each is
-tied to its message by the VERP envelope sender, or by the Message-ID it quotes."""
+tied to its message by the VERP envelope sender, never by the Message-ID it quotes (the IMAP door's other way,
+through the organisation's own mail server, is in test_imap.py)."""
 
 from __future__ import annotations
 
@@ -146,7 +147,28 @@ def test_the_endpoint_refuses_anything_but_our_own_bounce_addresses(
             client.sendmail("", [address], b"Subject: hi\r\n\r\nhello\r\n")
 
 
-def test_a_bounce_without_verp_is_tied_by_the_message_id_it_quotes(runtime: Any, sink: Any) -> None:
+def test_the_smtp_door_acts_only_through_the_verp_address_it_was_sent_to(
+    runtime: Any, sink: Any, bounce_server: Controller
+) -> None:
+    """A recipient knows the VERP address of their own copy (its Return-Path) and the victim's Message-ID
+    and address (a forward): a report to their own VERP address about the victim touches only their row."""
+    sent = delivered(runtime, sink, ["victim@example.nl", "mallory@example.com"])
+    victim, _ = sent["victim@example.nl"]
+    mallory, own_verp = sent["mallory@example.com"]
+    assert parse_verp(SECRET, own_verp) == mallory.id
+    body = dsn(own_verp, "victim@example.nl", "failed", "5.1.1", "550 5.1.1 User unknown", victim.message_id)
+    bounce(bounce_server, own_verp, body)
+    rows = rows_by_address(runtime)
+    assert rows["victim@example.nl"].status == MessageStatus.SENT
+    assert rows["mallory@example.com"].status == MessageStatus.BOUNCED, "the VERP address names the row"
+    with runtime.sessions() as session:
+        assert list(session.scalars(select(Suppression.email_key))) == ["mallory@example.com"]
+
+
+def test_without_verp_the_message_id_and_address_it_quotes_tie_nothing(
+    runtime: Any, sink: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both are in every copy of the invitation, so without the IMAP door's trust they act on nothing."""
     sent = delivered(runtime, sink, ["gone@example.nl", "anne@example.org"])
     row, _ = sent["gone@example.nl"]
     body = dsn(
@@ -158,8 +180,12 @@ def test_a_bounce_without_verp_is_tied_by_the_message_id_it_quotes(runtime: Any,
         row.message_id,
     )
     results = process_message(runtime.sessions, body, SECRET, NOW)
-    assert [(r.row_id, r.kind) for r in results] == [(row.id, "hard")]
-    assert rows_by_address(runtime)["gone@example.nl"].status == MessageStatus.BOUNCED
+    assert [(r.row_id, r.kind, r.acted) for r in results] == [(None, "unknown", False)]
+    assert "only a VERP address ties a report" in results[0].reason
+    assert rows_by_address(runtime)["gone@example.nl"].status == MessageStatus.SENT
+    with runtime.sessions() as session:
+        assert session.scalar(select(Suppression.id)) is None
+    assert any("not acted on" in record.getMessage() for record in caplog.records)
 
 
 def test_parsing_reads_each_recipient_report_and_ignores_what_is_no_report() -> None:
