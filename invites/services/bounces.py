@@ -196,6 +196,7 @@ class BounceResult:
 
     @property
     def acted(self) -> bool:
+        """Whether the report was dealt with: recorded, or a success report that needs nothing."""
         return self.kind != "unknown"
 
 
@@ -223,6 +224,8 @@ class Reporter:
 
 
 def reporter(data: bytes, trust: Trust) -> Reporter:
+    """Who sent a message, by the topmost Authentication-Results of a trusted authserv-id, as for calendar
+    replies (mailauth.authenticate); changes nothing."""
     verdict = authenticate(data, trust.authserv_ids, "imap")
     if not verdict.authenticated:
         return Reporter("", verdict.reason)
