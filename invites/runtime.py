@@ -113,6 +113,7 @@ class Runtime:
             settings.var_dir,
             now,
             max_bytes=settings.import_max_bytes,
+            limits=imports.limits_from(settings),
             progress=lambda rows: self.import_progress.report(job_id, rows),
             places=self.municipalities,
         )

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     retention_days: int = 365
     import_max_bytes: int = 20 * 1024 * 1024
+    # Imports (README "Security limits"): a workbook is refused before it is opened when it unpacks to more
+    # than these (all parts, one part, one part's unpacked over packed size); any list when a cell is
+    # longer, or past so many rows or rejected rows (nothing is stored then).
+    import_max_uncompressed_bytes: int = 100 * 1024 * 1024
+    import_max_member_bytes: int = 50 * 1024 * 1024
+    import_max_compression_ratio: int = 100
+    import_max_cell_chars: int = 32_767
+    import_max_rows: int = 100_000
+    import_max_rejections: int = 10_000
     municipalities_file: Path | None = None
     rsvp_client_limit: int = 1200
     # Reminders (README "Reminders, updates and cancellations"): the local hours in which they may go out

@@ -32,6 +32,7 @@ from invites.cli.processes import exec_celery
 from invites.cli.terminal import err, fail, out, wait_for_delivery
 from invites.cli.users import user_app
 from invites.db.segments import coverage
+from invites.domain.audience import ENCODINGS
 from invites.domain.errors import InputError, NotFound
 from invites.domain.eventfile import parse_event_file
 from invites.domain.segment import Segment
@@ -43,7 +44,7 @@ from invites.services import campaigns, reminders, testsend
 from invites.services.bounces import InboundHandler
 from invites.services.cancellation import cancel_event
 from invites.services.events import find_invitee, get_event, load_event
-from invites.services.imports import import_stream
+from invites.services.imports import import_stream, limits_from
 from invites.services.privacy import export_person, forget_person, purge_expired
 from invites.services.replies import ReplyHandler
 from invites.services.rsvp import revoke
@@ -107,6 +108,10 @@ def import_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     strict: Annotated[bool, typer.Option(help="reject the whole file if any row is rejected")] = False,
     sheet: Annotated[str | None, typer.Option(help="the Excel sheet to read (default: the first)")] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="a CSV file's encoding: utf-8, utf-16, cp1252, … (default: detected)"),
+    ] = None,
 ) -> None:
     """Import a recipient list (CSV or Excel) into an event's audience."""
     runtime = Runtime.current()
@@ -135,8 +140,10 @@ def import_command(
                 now(),
                 strict=strict,
                 sheet=sheet,
+                encoding=encoding,
                 max_bytes=runtime.settings.import_max_bytes,
                 match_place=runtime.municipalities.match,
+                limits=limits_from(runtime.settings),
                 progress=lambda _rows: bar.update(task, completed=stream.tell()),
             )
     except NotFound as exc:
@@ -150,14 +157,21 @@ def import_command(
         return
     out.print(
         f"{report.accepted} added, {report.updated} updated, {report.duplicates} duplicates, "
-        f"{report.suppressed} suppressed, {len(report.rejected)} rejected"
+        f"{report.suppressed} suppressed, {report.rejected_count} rejected"
     )
+    if report.encoding:
+        how = "chosen" if report.encoding_chosen else "detected"
+        out.print(f"  encoding: {ENCODINGS.get(report.encoding, report.encoding)} ({how})", highlight=False)
     for rejection in report.rejected:
         out.print(
             f"  line {rejection.line}, column {rejection.column!r}: {rejection.reason}", highlight=False
         )
+    if report.rejected_count > len(report.rejected):
+        out.print(f"  … and {report.rejected_count - len(report.rejected)} more rejected", highlight=False)
     for warning in report.warnings:
         out.print(f"  warning: {warning}", highlight=False)
+    if report.warning_count > len(report.warnings):
+        out.print(f"  … and {report.warning_count - len(report.warnings)} more warnings", highlight=False)
 
 
 RoleOption = Annotated[list[str] | None, typer.Option("--role", help="only this role (repeatable)")]

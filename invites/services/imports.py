@@ -18,7 +18,19 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites.db.models import Event, ImportJob, Invitation, Recipient
-from invites.domain.audience import Person, Rejection, RowReader, Table, as_json, open_table
+from invites.domain.audience import (
+    DEFAULT_LIMITS,
+    REPORT_KEEP,
+    Limits,
+    Person,
+    Rejection,
+    RowReader,
+    Table,
+    as_json,
+    dutch_number,
+    open_table,
+    quote,
+)
 from invites.domain.errors import InputError, TooLarge
 from invites.domain.reference import Municipalities
 from invites.domain.states import InvitationSource
@@ -47,14 +59,36 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 Progress = Callable[[int], None]
 
 
+# A kept reason is cut to this length, so a report stays small however the file is made.
+REASON_CHARS = 300
+
+
 @dataclass
 class ImportReport:
+    """What an import did. It keeps the first REPORT_KEEP rejections and warnings and counts them all, so
+    a file of a million bad lines makes a report of a thousand."""
+
     accepted: int = 0
     updated: int = 0
     duplicates: int = 0
     suppressed: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    rejected_count: int = 0
+    warning_count: int = 0
+    # The CSV file's encoding (None for a workbook), and whether the organiser chose it.
+    encoding: str | None = None
+    encoding_chosen: bool = False
+
+    def reject(self, rejection: Rejection) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < REPORT_KEEP:
+            reason = rejection.reason
+            if len(reason) > REASON_CHARS:
+                rejection = Rejection(
+                    rejection.line, rejection.column[:100], reason[:REASON_CHARS] + "\u2026"
+                )
+            self.rejected.append(rejection)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,9 +96,25 @@ class ImportReport:
             "updated": self.updated,
             "duplicates": self.duplicates,
             "suppressed": self.suppressed,
+            "rejected_count": self.rejected_count,
             "rejected": as_json(self.rejected),
+            "warning_count": self.warning_count,
             "warnings": self.warnings,
+            "encoding": self.encoding,
+            "encoding_chosen": self.encoding_chosen,
         }
+
+
+def limits_from(settings: Settings) -> Limits:
+    """The import limits these settings set (INVITES_IMPORT_MAX_*)."""
+    return Limits(
+        max_uncompressed_bytes=settings.import_max_uncompressed_bytes,
+        max_member_bytes=settings.import_max_member_bytes,
+        max_compression_ratio=settings.import_max_compression_ratio,
+        max_cell_chars=settings.import_max_cell_chars,
+        max_rows=settings.import_max_rows,
+        max_rejections=settings.import_max_rejections,
+    )
 
 
 def import_list(
@@ -76,6 +126,7 @@ def import_list(
     strict: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
     places: Municipalities | None = None,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import a list held in memory; see `import_stream`."""
     return import_stream(
@@ -88,6 +139,7 @@ def import_list(
         strict=strict,
         max_bytes=max_bytes,
         match_place=places.match if places else None,
+        encoding=encoding,
     )
 
 
@@ -102,17 +154,20 @@ def import_stream(
     strict: bool = False,
     sheet: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    encoding: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
     match_place: Callable[[str], str | None] | None = None,
     progress: Progress | None = None,
     job: ImportJob | None = None,
 ) -> ImportReport:
     """Add the people in a list to the event's audience, and update the ones it already has.
 
-    Records an ImportJob with the report. Raises InputError for a file that cannot be read at all, and with
-    `strict` when any row is rejected; the caller's transaction then stores nothing.
+    Records an ImportJob with the report. Raises InputError for a file that cannot be read at all (in
+    `encoding`, when given), with `strict` when any row is rejected, and past the limits' rows or
+    rejections; the caller's transaction then stores nothing.
     """
     try:
-        table = open_table(stream, filename, size, max_bytes, sheet)
+        table = open_table(stream, filename, size, max_bytes, sheet, encoding=encoding, limits=limits)
         reader = RowReader(table.header, match_place)
     except InputError as exc:
         raise InputError(f"{filename}: {exc}") from exc
@@ -121,12 +176,14 @@ def import_stream(
         session.add(job)
     job.status = "running"
     session.flush()
-    report = _import_rows(session, event, job, table, reader, now, progress)
-    report.warnings = reader.warnings
+    report = _import_rows(session, event, job, table, reader, now, progress, limits)
+    report.warnings, report.warning_count = reader.warnings, reader.warning_count
+    report.encoding = table.encoding
+    report.encoding_chosen = table.encoding is not None and bool(encoding) and encoding != "auto"
     if strict and report.rejected:
         first = report.rejected[0]
         raise InputError(
-            f"{filename}: {len(report.rejected)} rows rejected, so nothing was imported "
+            f"{filename}: {report.rejected_count} rows rejected, so nothing was imported "
             f"(first: line {first.line}, column {first.column!r}: {first.reason})"
         )
     job.status = "done"
@@ -145,6 +202,7 @@ def _import_rows(
     reader: RowReader,
     now: datetime,
     progress: Progress | None,
+    limits: Limits,
 ) -> ImportReport:
     report = ImportReport()
     seen: set[str] = set()
@@ -153,9 +211,23 @@ def _import_rows(
     try:
         for line, cells in table.rows:
             rows += 1
+            if rows > limits.max_rows:
+                raise InputError(
+                    f"de lijst heeft meer dan {dutch_number(limits.max_rows)} rijen "
+                    f"(INVITES_IMPORT_MAX_ROWS; regel {dutch_number(line)}), dus er is niets "
+                    "geïmporteerd: verdeel haar over kleinere bestanden"
+                )
             found = reader.read(line, cells)
             if isinstance(found, Rejection):
-                report.rejected.append(found)
+                report.reject(found)
+                if report.rejected_count > limits.max_rejections:
+                    first = report.rejected[0]
+                    raise InputError(
+                        f"meer dan {dutch_number(limits.max_rejections)} rijen afgewezen "
+                        f"(INVITES_IMPORT_MAX_REJECTIONS; de eerste: regel {first.line}, kolom "
+                        f"{quote(first.column)}: {first.reason}), dus er is niets geïmporteerd: is dit de "
+                        "goede lijst? Verbeter haar en upload haar opnieuw"
+                    )
             elif found.email_key in seen:
                 report.duplicates += 1
             else:
@@ -301,6 +373,7 @@ def queue_import(
     *,
     strict: bool = False,
     sheet: str | None = None,
+    encoding: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ImportJob:
     """Store an upload and record a queued import job for it; the caller commits, then enqueues the job id.
@@ -312,7 +385,7 @@ def queue_import(
         filename=PurePath(filename).name or "upload",
         status="queued",
         created_at=now,
-        report={"options": {"strict": strict, "sheet": sheet}},
+        report={"options": {"strict": strict, "sheet": sheet, "encoding": encoding}},
     )
     session.add(job)
     session.flush()
@@ -342,13 +415,16 @@ def submit_import(
     *,
     strict: bool = False,
     sheet: str | None = None,
+    encoding: str | None = None,
 ) -> int:
     """The use case of uploading a list, for the web page and the API alike: store the upload, refuse a file
     no import could read (check_upload), commit a queued import job, then hand its id to a worker
     (`enqueue`). Returns the job's id.
 
+    `encoding` is the organiser's choice for a CSV file (empty or "auto": detected).
     Raises NotFound for an unknown event, TooLarge over INVITES_IMPORT_MAX_BYTES, InputError for a file no
-    import could read; then nothing is kept.
+    import could read (not in that encoding, a workbook past the INVITES_IMPORT_MAX_* limits); then
+    nothing is kept.
     """
     with factory() as session:
         try:
@@ -361,9 +437,10 @@ def submit_import(
                 now,
                 strict=strict,
                 sheet=sheet,
+                encoding=encoding,
                 max_bytes=settings.import_max_bytes,
             )
-            check_upload(settings.var_dir, job, sheet)
+            check_upload(settings.var_dir, job, sheet, encoding=encoding, limits=limits_from(settings))
             job_id = job.id
             session.commit()
         except InputError:
@@ -373,7 +450,14 @@ def submit_import(
     return job_id
 
 
-def check_upload(var_dir: Path, job: ImportJob, sheet: str | None = None) -> None:
+def check_upload(
+    var_dir: Path,
+    job: ImportJob,
+    sheet: str | None = None,
+    *,
+    encoding: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> None:
     """Refuse a stored upload that no import could read (not CSV or .xlsx, empty, no such sheet, no e-mail
     column), so the organiser hears it at once rather than from a failed job. Deletes the stored file when
     it refuses; the caller then rolls back the queued job."""
@@ -381,7 +465,7 @@ def check_upload(var_dir: Path, job: ImportJob, sheet: str | None = None) -> Non
     try:
         with path.open("rb") as stream:
             size = path.stat().st_size
-            table = open_table(stream, job.filename, size, size, sheet)
+            table = open_table(stream, job.filename, size, size, sheet, encoding=encoding, limits=limits)
             try:
                 RowReader(table.header)
             finally:
@@ -400,6 +484,7 @@ def run_import_job(
     now: datetime,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
     places: Municipalities | None = None,
 ) -> dict[str, Any]:
@@ -427,8 +512,10 @@ def run_import_job(
                     now,
                     strict=bool(options.get("strict")),
                     sheet=options.get("sheet"),
+                    encoding=options.get("encoding"),
                     max_bytes=max_bytes,
                     match_place=places.match if places else None,
+                    limits=limits,
                     progress=progress,
                     job=job,
                 )

@@ -81,6 +81,9 @@ def upload_list(
     response: Response,
     strict: Annotated[bool, Form()] = False,
     sheet: Annotated[str | None, Form(max_length=100, pattern=NO_NUL)] = None,
+    encoding: Annotated[
+        str | None, Form(max_length=40, pattern=NO_NUL, description="a CSV file's; default: detected")
+    ] = None,
 ) -> ImportQueued:
     """Store the upload and queue its import for a worker; its URL tells the progress, then the report."""
     get_event(session, slug)  # 404 for an unknown event
@@ -96,6 +99,7 @@ def upload_list(
             datetime.now(UTC),
             strict=strict,
             sheet=sheet or None,
+            encoding=encoding or None,
         )
     except TooLarge as exc:
         raise HTTPException(413, str(exc)) from exc

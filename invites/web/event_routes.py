@@ -21,6 +21,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from invites import db
 from invites.db.models import Event, ImportJob
+from invites.domain.audience import ENCODINGS
 from invites.domain.errors import InputError, NotFound
 from invites.domain.eventfile import EventSpec, parse_event_file
 from invites.domain.eventform import DEFAULTS, FIELDS, FormError, event_tables, form_values, spec_from_form
@@ -220,11 +221,21 @@ def upload_page(request: Request, slug: str, session: SessionDep) -> HTMLRespons
         event = get_event(session, slug)
     except NotFound:
         return _not_found(request)
-    context = {"event": event, "strict": False, "sheet": "", "error": "", "jobs": _recent(session, event)}
+    context = {
+        "event": event,
+        "strict": False,
+        "sheet": "",
+        "encoding": "",
+        "encodings": ENCODINGS,
+        "error": "",
+        "jobs": _recent(session, event),
+    }
     return render(request, "upload.html", context)
 
 
-def _queue(rt: Runtime, slug: str, upload: UploadFile, strict: bool, sheet: str | None) -> int:
+def _queue(
+    rt: Runtime, slug: str, upload: UploadFile, strict: bool, sheet: str | None, encoding: str | None
+) -> int:
     """Store the list and queue its import, as the API's upload does (imports.submit_import)."""
     return submit_import(
         rt.sessions,
@@ -236,6 +247,7 @@ def _queue(rt: Runtime, slug: str, upload: UploadFile, strict: bool, sheet: str 
         datetime.now(UTC),
         strict=strict,
         sheet=sheet,
+        encoding=encoding,
     )
 
 
@@ -255,10 +267,12 @@ async def _upload(request: Request, slug: str, rt: Runtime, form: FormData) -> R
     upload, sheet = form.get("file"), form.get("sheet")
     strict = bool(form.get("strict"))
     chosen_sheet = sheet.strip() if isinstance(sheet, str) and sheet.strip() else None
+    encoding = form.get("encoding")
+    chosen_encoding = encoding if isinstance(encoding, str) and encoding in ENCODINGS else None
     try:
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InputError(translate("Kies een bestand met de lijst (CSV of .xlsx).", language(request)))
-        job_id = await run_in_threadpool(_queue, rt, slug, upload, strict, chosen_sheet)
+        job_id = await run_in_threadpool(_queue, rt, slug, upload, strict, chosen_sheet, chosen_encoding)
     except NotFound:
         return _not_found(request)
     except InputError as exc:
@@ -267,6 +281,8 @@ async def _upload(request: Request, slug: str, rt: Runtime, form: FormData) -> R
             "event": event,
             "strict": strict,
             "sheet": chosen_sheet or "",
+            "encoding": chosen_encoding or "",
+            "encodings": ENCODINGS,
             "error": str(exc),
             "jobs": jobs,
         }
@@ -293,8 +309,13 @@ def _job_view(job: ImportJob, rt: Runtime) -> dict[str, Any]:
         rejected = list(report.get("rejected", []))
         view.update(counts)
         view["rejected"] = rejected
+        view["rejected_count"] = int(report.get("rejected_count", len(rejected)))
         view["warnings"] = list(report.get("warnings", []))
-        view["rows_read"] = sum(counts.values()) + len(rejected)
+        view["warning_count"] = int(report.get("warning_count", len(view["warnings"])))
+        encoding = report.get("encoding")
+        view["encoding"] = ENCODINGS.get(encoding, encoding) if encoding else ""
+        view["encoding_chosen"] = bool(report.get("encoding_chosen"))
+        view["rows_read"] = sum(counts.values()) + view["rejected_count"]
     else:
         view["error"] = str(job.report.get("error", ""))
     return view

@@ -81,6 +81,7 @@ def test_a_dutch_excel_csv_gives_the_exact_report(importer: Importer, runtime: A
         "updated": 0,
         "duplicates": 1,
         "suppressed": 0,
+        "rejected_count": 1,
         "rejected": [
             {
                 "line": 4,
@@ -88,10 +89,13 @@ def test_a_dutch_excel_csv_gives_the_exact_report(importer: Importer, runtime: A
                 "reason": "'geen-adres' is not a valid address: An email address must have an @-sign.",
             }
         ],
+        "warning_count": 2,
         "warnings": [
             "line 6: unknown role 'dorpsomroeper'",
             "line 6: unknown municipality 'Gemeente Atlantis'",
         ],
+        "encoding": encoding,
+        "encoding_chosen": False,
     }
     people = recipients(runtime)
     zoe = people["zoe@example.nl"]
