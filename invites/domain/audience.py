@@ -445,7 +445,8 @@ def _excel_table(stream: IO[bytes], sheet: str | None, limits: Limits) -> Table:
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
     values = worksheet.iter_rows(values_only=True)
     try:
-        header, header_line = _excel_header(values, limits)
+        with _damaged():
+            header, header_line = _excel_header(values, limits)
     except InputError:
         workbook.close()
         raise
@@ -455,17 +456,30 @@ def _excel_table(stream: IO[bytes], sheet: str | None, limits: Limits) -> Table:
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         try:
-            for line, row in enumerate(values, start=header_line + 1):
-                cells = [_cell_text(cell) for cell in row]
-                _check_cells(line, cells, limits)
-                while len(cells) > len(header) and not cells[-1].strip():
-                    cells.pop()
-                if any(c.strip() for c in cells):
-                    yield line, cells
+            with _damaged():
+                for line, row in enumerate(values, start=header_line + 1):
+                    cells = [_cell_text(cell) for cell in row]
+                    _check_cells(line, cells, limits)
+                    while len(cells) > len(header) and not cells[-1].strip():
+                        cells.pop()
+                    if any(c.strip() for c in cells):
+                        yield line, cells
         finally:
             workbook.close()
 
     return Table(header, rows(), "xlsx")
+
+
+@contextlib.contextmanager
+def _damaged() -> Iterator[None]:
+    """A workbook that fails while its sheet is read is damaged (or lies about its sizes, and fails its CRC
+    check): say so, as for one that cannot be opened."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:  # openpyxl and zipfile raise many types for a damaged file
+        raise InputError(f"the Excel workbook cannot be read: {exc}") from exc
 
 
 def _excel_header(values: Iterator[tuple[Any, ...]], limits: Limits) -> tuple[list[str], int]:

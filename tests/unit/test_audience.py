@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import pytest
 
-from invites.domain.audience import Person, Rejection, header_key, parse_people
+from invites.domain.audience import (
+    REPORT_KEEP,
+    SAMPLE_BYTES,
+    Limits,
+    Person,
+    Rejection,
+    RowReader,
+    header_key,
+    open_table,
+    parse_people,
+)
 from invites.domain.errors import InputError
 from invites.domain.reference import load_municipalities, roles
 from tests.conftest import AUDIENCE_FILE
@@ -277,3 +288,109 @@ def test_check_address_agrees_with_email_validator(address: str) -> None:
 
     expected = outcome(lambda: validate_email(address, check_deliverability=False).normalized)
     assert outcome(lambda: check_address(address)) == expected
+
+
+# Names with every letter a Dutch list carries beyond ASCII, and the typographic dash and apostrophe that
+# Word and Outlook put in names.
+NAMES = [
+    "Zoë Thérèse Müller",
+    "José van der Ploeg–Smit",
+    "Anaïs d’Hondt",
+    "Françoise Jöbsis",
+    "João Ñúñez",
+    "Åsa Lindström-Ülkü",
+    "Chloë Hélène Brûlé",
+]
+FORMATS = {
+    # Excel "CSV (gescheiden door lijstscheidingsteken)" on a Dutch Windows.
+    "cp1252": ("cp1252", ";", "cp1252"),
+    # Excel "CSV UTF-8 (door komma's gescheiden)".
+    "utf-8-bom": ("utf-8-sig", ",", "utf-8-sig"),
+    # Excel "Unicode-tekst": UTF-16 LE with a BOM, tab-separated.
+    "utf-16": ("utf-16", "\t", "utf-16"),
+}
+
+
+def list_bytes(rows: int, fmt: str) -> tuple[bytes, list[str]]:
+    codec, sep, _ = FORMATS[fmt]
+    names = [f"{NAMES[i % len(NAMES)]} {i}" for i in range(rows)]
+    lines = [sep.join(("Naam", "E-mailadres", "Functie"))]
+    lines += [sep.join((name, f"p{i}@example.nl", "Raadslid")) for i, name in enumerate(names)]
+    return ("\r\n".join(lines) + "\r\n").encode(codec), names
+
+
+@pytest.mark.parametrize("rows", [1, 2, 500])
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_every_name_is_kept_in_every_excel_encoding(fmt: str, rows: int) -> None:
+    data, names = list_bytes(rows, fmt)
+    if fmt == "utf-16":
+        assert data.startswith(b"\xff\xfe"), "Excel's Unicode text is little-endian with a BOM"
+    table = open_table(
+        io.BytesIO(data), "lijst.txt" if fmt == "utf-16" else "lijst.csv", len(data), len(data)
+    )
+    assert table.encoding == FORMATS[fmt][2]
+    people, rejected, warnings = parse_people(data)
+    assert rejected == [] and warnings == []
+    assert [p.display_name for p in people] == names
+    assert [p.line for p in people] == list(range(2, rows + 2))
+
+
+def test_windows_1252_is_never_mistaken_for_another_code_page() -> None:
+    # charset-normalizer took lists like these for cp1250 ("Thérčse", "Joăo") and cp775 ("Josķ M³ller").
+    for text in ("Thérèse", "João", "José Müller", "Zoë de Vries"):
+        data = f"naam;email\r\n{text};x@example.nl\r\n".encode("cp1252")
+        assert one(data).display_name == text
+
+
+def test_bytes_that_are_not_windows_1252_are_refused_with_what_to_do() -> None:
+    # 0x81 has no character in Windows-1252 (and cannot start a UTF-8 sequence).
+    data = b"naam;email\r\nJan;jan@example.nl\r\nAn\x81;an@example.nl\r\n"
+    with pytest.raises(InputError) as raised:
+        parse_people(data)
+    message = str(raised.value)
+    assert "geen UTF-8, UTF-16 of Windows-1252 (regel 3, byte 0x81)" in message
+    assert "CSV UTF-8" in message and "--encoding" in message
+
+
+def test_a_chosen_encoding_is_used_and_a_wrong_one_refused() -> None:
+    data = "naam;email\r\nZoë Müller;zoe@example.nl\r\n".encode("mac-roman")
+    table = open_table(io.BytesIO(data), "lijst.csv", len(data), len(data), encoding="mac-roman")
+    assert table.encoding == "mac-roman"
+    reader = RowReader(table.header)
+    person = reader.read(*next(table.rows))
+    assert isinstance(person, Person) and person.display_name == "Zoë Müller"
+    cp1252 = "naam;email\r\nZoë;zoe@example.nl\r\n".encode("cp1252")
+    with pytest.raises(InputError, match=r"niet in UTF-8 \(regel 2, byte 0xeb\)"):
+        open_table(io.BytesIO(cp1252), "lijst.csv", len(cp1252), len(cp1252), encoding="utf-8")
+    with pytest.raises(InputError, match="onbekende tekencodering 'klingon'"):
+        open_table(io.BytesIO(cp1252), "lijst.csv", len(cp1252), len(cp1252), encoding="klingon")
+    # A UTF-8 file chosen as UTF-8 keeps its BOM out of the first column's name.
+    bom = "\ufeffemail;naam\r\nzoe@example.nl;Zoë\r\n".encode()
+    assert open_table(io.BytesIO(bom), "l.csv", len(bom), len(bom), encoding="utf-8").header[0] == "email"
+
+
+def test_a_non_utf8_byte_after_the_first_part_still_decides_the_encoding() -> None:
+    # The whole file is read, not a sample: a list whose first é is far down is still Windows-1252.
+    rows = "".join(f"p{i}@example.nl;Jan\r\n" for i in range(20_000))
+    data = ("email;naam\r\n" + rows + "late@example.nl;Renée\r\n").encode("cp1252")
+    assert len(data) > SAMPLE_BYTES
+    people, _, _ = parse_people(data)
+    assert people[-1].display_name == "Renée"
+
+
+def test_a_report_keeps_the_first_warnings_and_counts_them_all() -> None:
+    reader = RowReader(["email", "functie"])
+    for line in range(2, REPORT_KEEP + 502):
+        reader.read(line, [f"p{line}@example.nl", "x" * 10_000])
+    assert reader.warning_count == REPORT_KEEP + 500
+    assert len(reader.warnings) == REPORT_KEEP
+    assert max(len(w) for w in reader.warnings) < 120, "a warning quotes a cell cut short"
+
+
+def test_a_cell_longer_than_the_limit_is_refused_with_its_place() -> None:
+    data = b"email;naam\r\njan@example.nl;" + b"x" * 200 + b"\r\n"
+    table = open_table(io.BytesIO(data), "l.csv", len(data), len(data), limits=Limits(max_cell_chars=100))
+    with pytest.raises(
+        InputError, match=r"regel 2, kolom 2: een cel van 200 tekens.*INVITES_IMPORT_MAX_CELL_CHARS"
+    ):
+        next(table.rows)
