@@ -311,11 +311,11 @@ FORMATS = {
 }
 
 
-def list_bytes(rows: int, fmt: str) -> tuple[bytes, list[str]]:
+def list_bytes(rows: int, fmt: str, prefix: str = "p") -> tuple[bytes, list[str]]:
     codec, sep, _ = FORMATS[fmt]
     names = [f"{NAMES[i % len(NAMES)]} {i}" for i in range(rows)]
     lines = [sep.join(("Naam", "E-mailadres", "Functie"))]
-    lines += [sep.join((name, f"p{i}@example.nl", "Raadslid")) for i, name in enumerate(names)]
+    lines += [sep.join((name, f"{prefix}{i}@example.nl", "Raadslid")) for i, name in enumerate(names)]
     return ("\r\n".join(lines) + "\r\n").encode(codec), names
 
 
