@@ -333,6 +333,9 @@ class ReminderRule(Base):
     template: Mapped[str] = mapped_column(String(40), default="reminder")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # Why the last sweep could not use the rule ("" when it could), and when: the reminders page shows it.
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    last_error_at: Mapped[datetime | None]
 
 
 class Suppression(Base):

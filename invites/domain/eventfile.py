@@ -10,9 +10,12 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError
+
+from invites.domain.audience import check_address
 from invites.domain.errors import InputError
 from invites.domain.reference import LANGUAGES, Municipalities
-from invites.domain.rules import RuleSpec
+from invites.domain.rules import RuleError, RuleSpec
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ def event_spec(
         audience_description=audience.text("description", ""),
         audience_roles=roles,
         organiser_name=organiser.text("name", ""),
-        organiser_email=organiser.text("email", ""),
+        organiser_email=_read_organiser_email(organiser),
         partners=partners,
         capacity=capacity,
         price=registration.text("price", ""),
@@ -286,6 +289,23 @@ def _read_capacity(top: _Reader) -> int | None:
     if capacity is not None and capacity < 1:
         raise top.fail("capacity", "must be at least 1")
     return capacity
+
+
+def _read_organiser_email(organiser: _Reader) -> str:
+    """The organiser's address ("" without one): it becomes the calendar's ORGANIZER, so it must be one
+    plain address on one line, checked by email-validator as every address of a list is."""
+    email = organiser.text("email", "")
+    if not email:
+        return ""
+    if any(ord(char) < 32 or ord(char) == 127 for char in email):
+        raise organiser.fail(
+            "email", "must be one address on one line, with no line breaks or control characters"
+        )
+    try:
+        check_address(email)
+    except EmailNotValidError as exc:
+        raise organiser.fail("email", f"{email!r} is not an e-mail address: {exc}") from None
+    return email
 
 
 def _read_texts(table: _Reader, key: str, reason: str) -> list[str]:
@@ -381,8 +401,8 @@ def _reminders(
                     places,
                 )
             )
-        except InputError as exc:
-            raise InputError(f"{source}: field 'reminders[{index}]': {exc}") from None
+        except RuleError as exc:
+            raise reader.fail(exc.field, str(exc)) from None
         if name in (rule.name for rule in rules[:-1]):
             raise reader.fail("name", f"{name!r} is used by an earlier reminder")
     return tuple(rules)

@@ -29,10 +29,25 @@ class Audience(enum.StrEnum):
 # Kinds a reminder may use: each carries the calendar as a REQUEST, so it never removes the meeting.
 REMINDER_TEMPLATES = ("reminder", "invitation", "update")
 
+# How far a rule may reach: a reminder more than a year before the meeting reminds nobody of anything, and
+# the bounds keep every moment a rule can name far inside what datetime can count.
+MAX_OFFSET_DAYS = 366
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
+
 OFFSET = re.compile(
     r"-\s*(?:(?P<days>\d+)\s*d)?\s*(?:(?P<hours>\d+)\s*h)?\s*(?:(?P<minutes>\d+)\s*m)?"
     r"(?:\s+(?P<clock>\d{1,2}[:.]\d{2}))?"
 )
+
+
+class RuleError(InputError):
+    """A rule that cannot be kept. `field` is the part it is about (name, when, audience, template, segment);
+    `beyond_limit` is true when the value was understood but reaches further than a rule may."""
+
+    def __init__(self, field: str, message: str, beyond_limit: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.beyond_limit = beyond_limit
 
 
 @dataclass(frozen=True)
@@ -57,20 +72,34 @@ class Offset:
 
 
 def parse_offset(text: str) -> Offset:
-    """'-7d', '-1d 10:00', '-2h', '-1h30m', '-0d 08:00' → an Offset; raises InputError otherwise."""
+    """'-7d', '-1d 10:00', '-2h', '-1h30m', '-0d 08:00' → an Offset of at most MAX_OFFSET_DAYS; raises
+    RuleError otherwise."""
     found = OFFSET.fullmatch(text.strip())
     if not found or not any(found.group(g) for g in ("days", "hours", "minutes")):
-        raise InputError(f"{text!r} is not an offset before the start such as '-7d', '-1d 10:00' or '-2h'")
+        raise RuleError(
+            "when", f"{text!r} is not an offset before the start such as '-7d', '-1d 10:00' or '-2h'"
+        )
+    # Seven digits of anything is past the limit already, and int() of thousands of digits is refused.
+    if any(len(found[g] or "") > 6 for g in ("days", "hours", "minutes")) or (
+        int(found["days"] or 0) * 1440 + int(found["hours"] or 0) * 60 + int(found["minutes"] or 0)
+        > MAX_OFFSET_DAYS * 1440
+    ):
+        raise RuleError(
+            "when",
+            f"{text!r} is more than {MAX_OFFSET_DAYS} days before the start; "
+            f"a reminder goes at most {MAX_OFFSET_DAYS} days ahead ('-{MAX_OFFSET_DAYS}d')",
+            beyond_limit=True,
+        )
     days = int(found["days"] or 0)
     minutes = int(found["hours"] or 0) * 60 + int(found["minutes"] or 0)
     clock = None
     if found["clock"]:
         if minutes:
-            raise InputError(f"{text!r}: a time of day goes with whole days only, as in '-1d 10:00'")
+            raise RuleError("when", f"{text!r}: a time of day goes with whole days only, as in '-1d 10:00'")
         try:
             clock = time.fromisoformat(found["clock"].replace(".", ":").zfill(5))
         except ValueError as exc:
-            raise InputError(f"{text!r}: {found['clock']!r} is not a time of day") from exc
+            raise RuleError("when", f"{text!r}: {found['clock']!r} is not a time of day") from exc
     return Offset(days, minutes, clock)
 
 
@@ -83,19 +112,27 @@ class When:
 
 
 def parse_when(value: str | datetime, zone: ZoneInfo) -> When:
-    """A rule's `when`: an offset ('-7d 10:00') or an ISO date and time, local to `zone` unless it says
-    otherwise."""
+    """A rule's `when`: an offset ('-7d 10:00') or an ISO date and time in the years EARLIEST_YEAR to
+    LATEST_YEAR, local to `zone` unless it says otherwise; raises RuleError otherwise."""
     if isinstance(value, str) and value.strip().startswith("-"):
         return When(offset=parse_offset(value))
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError as exc:
-            raise InputError(
-                f"{value!r} is neither an offset such as '-7d 10:00' nor a date and time (YYYY-MM-DDTHH:MM)"
+            raise RuleError(
+                "when",
+                f"{value!r} is neither an offset such as '-7d 10:00' nor a date and time (YYYY-MM-DDTHH:MM)",
             ) from exc
     if not isinstance(value, datetime):
-        raise InputError(f"{value!r} is not an offset or a date and time")
+        raise RuleError("when", f"{value!r} is not an offset or a date and time")
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise RuleError(
+            "when",
+            f"{value.isoformat()!r} is not in the years {EARLIEST_YEAR} to {LATEST_YEAR}; "
+            "give the date and time the reminder should go out",
+            beyond_limit=True,
+        )
     return When(at=value.replace(tzinfo=zone) if value.tzinfo is None else value)
 
 
@@ -190,11 +227,11 @@ def parse_audience(value: str | Sequence[str]) -> tuple[Audience, ...]:
         try:
             found.add(Audience(str(name).strip()))
         except ValueError:
-            raise InputError(
-                f"audience {name!r} is not one of {', '.join(a.value for a in Audience)}"
+            raise RuleError(
+                "audience", f"audience {name!r} is not one of {', '.join(a.value for a in Audience)}"
             ) from None
     if not found:
-        raise InputError("a reminder needs an audience")
+        raise RuleError("audience", "a reminder needs an audience")
     return tuple(a for a in Audience if a in found)
 
 
@@ -225,16 +262,24 @@ class RuleSpec:
         is the list the segment's municipalities are looked up in (the bundled one when None)."""
         name = name.strip()
         if not name or len(name) > 120:
-            raise InputError("a reminder needs a name of at most 120 characters")
+            raise RuleError("name", "a reminder needs a name of at most 120 characters")
         parsed = parse_when(when, zone or ZoneInfo("Europe/Amsterdam"))
         text = str(parsed.offset) if parsed.offset else parsed.at.isoformat() if parsed.at else ""
         if template not in REMINDER_TEMPLATES:
-            raise InputError(f"template {template!r} is not one of {', '.join(REMINDER_TEMPLATES)}")
-        chosen_segment = Segment.parse(
-            **{key: (segment or {}).get(key, ()) for key in ("roles", "municipalities", "tags", "languages")},
-            attended_previous=bool((segment or {}).get("attended_previous", False)),
-            places=places,
-        )
+            raise RuleError(
+                "template", f"template {template!r} is not one of {', '.join(REMINDER_TEMPLATES)}"
+            )
+        try:
+            chosen_segment = Segment.parse(
+                **{
+                    key: (segment or {}).get(key, ())
+                    for key in ("roles", "municipalities", "tags", "languages")
+                },
+                attended_previous=bool((segment or {}).get("attended_previous", False)),
+                places=places,
+            )
+        except InputError as exc:
+            raise RuleError("segment", str(exc)) from exc
         return cls(name, text, parse_audience(audience), template, chosen_segment.as_dict(), enabled)
 
 

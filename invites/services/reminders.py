@@ -4,26 +4,34 @@ The services keep an event's rules, list who is due what at a moment, and run th
 one outbox row per (rule, invitation) whose idempotency key, `reminder:{rule}:{invitation}`, is unique:
 inserting it is the claim, so two beats, two concurrent sweeps or a sweep rerun after a crash add no
 second row, and the delivery engine (claims, leases, its own sweep) sends each row once.
+
+A rule the sweep cannot use (a row stored by an older version with an offset beyond the limits, a template
+that is not a reminder's) is logged with its event and name, its error is kept on the rule for the reminders
+page and the API, and the sweep goes on with every other rule and event.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, String, and_, cast, exists, literal, or_, select, true
+from sqlalchemy import ColumnElement, String, and_, cast, exists, literal, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from invites.db.models import Event, Invitation, OutboundMessage, Recipient, ReminderRule, Suppression
 from invites.db.segments import segment_conditions
 from invites.domain.rules import (
     DEFAULT_RULES,
+    REMINDER_TEMPLATES,
     Audience,
+    RuleError,
     RuleSpec,
     SendingHours,
     State,
@@ -41,6 +49,9 @@ from invites.services.campaigns import knows_of_event
 from invites.settings import Settings
 
 Enqueue = Callable[[list[int]], None]
+log = logging.getLogger(__name__)
+# Errors of the database itself, not of one rule: the sweep stops, and the next beat runs it again.
+DATABASE_DOWN = (OperationalError, InterfaceError)
 
 # --- Rules: the services ----------------------------------------------------------------------------------
 
@@ -80,6 +91,9 @@ def save_rule(session: Session, event: Event, spec: RuleSpec, now: datetime) -> 
     rule.segment = spec.segment
     rule.template = spec.template
     rule.enabled = spec.enabled
+    # A rule written again is checked again: an error of the old one no longer applies.
+    rule.last_error = ""
+    rule.last_error_at = None
     session.flush()
     return rule
 
@@ -131,30 +145,75 @@ def rule_window(rule: ReminderRule, event: Event, settings: Settings) -> Window:
     )
 
 
+def checked_window(rule: ReminderRule, event: Event, settings: Settings) -> Window:
+    """The rule's window, once every part of the stored row that the sweep uses is checked: an older version
+    (or a hand in the database) may have stored what RuleSpec.parse refuses now. Raises RuleError naming
+    the part and the reason."""
+    if rule.template not in REMINDER_TEMPLATES:
+        raise RuleError(
+            "template", f"template {rule.template!r} is not one of {', '.join(REMINDER_TEMPLATES)}"
+        )
+    parse_audience(rule.audience)
+    if _stored_segment(rule) is None:
+        raise RuleError("segment", f"the stored segment {rule.segment!r} is not a table of criteria")
+    try:
+        return rule_window(rule, event, settings)
+    except (ArithmeticError, ValueError) as exc:  # OverflowError: a moment datetime cannot count
+        what = rule.offset or (rule.at.isoformat() if rule.at else "")
+        raise RuleError("when", f"{what!r} cannot be placed on the calendar ({exc})") from exc
+
+
+def _stored_segment(rule: ReminderRule) -> Segment | None:
+    """The rule's segment, or None when the stored value is not one."""
+    if not isinstance(rule.segment, dict):
+        return None
+    try:
+        return Segment.from_dict(rule.segment)
+    except (TypeError, ValueError):
+        return None
+
+
 def describe_rule(rule: ReminderRule, event: Event, settings: Settings, now: datetime) -> dict[str, Any]:
-    """A rule as JSON, with when it sends and its state at `now`."""
+    """A rule as JSON, with when it sends and its state at `now`. A rule that cannot be used has the state
+    "error", no times, and the reason in `error`; `error` also holds what the last sweep could not do."""
     zone = ZoneInfo(event.timezone)
-    span = rule_window(rule, event, settings)
-    state = span.state(now, SendingHours.parse(settings.reminder_hours), zone)
+    span: Window | None = None
+    try:
+        span = checked_window(rule, event, settings)
+        problem = ""
+    except RuleError as exc:
+        problem = str(exc)
     if not rule.enabled:
         state_text = "disabled"
     elif event.status == EventStatus.CANCELLED:
         state_text = "cancelled"
+    elif span is None:
+        state_text = "error"
     else:
-        state_text = state.value
+        state_text = span.state(now, SendingHours.parse(settings.reminder_hours), zone).value
+    segment = rule.segment if _stored_segment(rule) is not None else {}
     return {
         "id": rule.id,
         "name": rule.name,
-        "when": rule.offset or (rule.at.astimezone(zone).isoformat() if rule.at else ""),
+        "when": rule.offset or (_isoformat(rule.at, zone) if rule.at else ""),
         "audience": rule.audience.split(","),
         "template": rule.template,
-        "segment": {k: v for k, v in rule.segment.items() if v},
+        "segment": {k: v for k, v in segment.items() if v},
         "enabled": rule.enabled,
-        "scheduled_at": span.scheduled_at.astimezone(zone).isoformat(),
-        "send_from": span.send_from.astimezone(zone).isoformat(),
-        "until": span.until.astimezone(zone).isoformat(),
+        "scheduled_at": _isoformat(span.scheduled_at, zone) if span else None,
+        "send_from": _isoformat(span.send_from, zone) if span else None,
+        "until": _isoformat(span.until, zone) if span else None,
         "state": state_text,
+        "error": problem or rule.last_error,
+        "error_at": _isoformat(rule.last_error_at, zone) if rule.last_error_at else None,
     }
+
+
+def _isoformat(moment: datetime, zone: ZoneInfo) -> str:
+    try:
+        return moment.astimezone(zone).isoformat()
+    except (ArithmeticError, ValueError):  # a stored moment at the edge of what datetime can count
+        return moment.isoformat()
 
 
 # --- The sweep --------------------------------------------------------------------------------------------
@@ -195,12 +254,40 @@ class Due:
         }
 
 
+@dataclass(frozen=True)
+class RuleFailure:
+    """A rule the sweep could not use, and why."""
+
+    rule_id: int
+    rule: str
+    event_id: int
+    event: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a sweep at a moment finds: the reminders due, the rules it could not use, and the rules it
+    could use that still carry an error of an earlier sweep."""
+
+    due: list[Due]
+    failed: list[RuleFailure]
+    recovered: list[int]
+
+
 def due_reminders(
     session: Session, now: datetime, settings: Settings, event_id: int | None = None
 ) -> list[Due]:
     """Every (rule, invitation) that is due at `now` and has no outbox row yet: what a sweep at `now` would
     send. Nothing for a cancelled or started event, a disabled rule, or while the quiet hours hold it; and
-    nothing to pending registrations, or to suppressed or undeliverable addresses."""
+    nothing to pending registrations, or to suppressed or undeliverable addresses. A rule that cannot be
+    used gives nothing (`scan_reminders` says which, and why)."""
+    return scan_reminders(session, now, settings, event_id).due
+
+
+def scan_reminders(session: Session, now: datetime, settings: Settings, event_id: int | None = None) -> Scan:
+    """The reminders due at `now` (as `due_reminders`), each rule on its own: one that fails is logged and
+    listed in `failed`, and the others are still read. Changes nothing."""
     hours = SendingHours.parse(settings.reminder_hours)
     found = session.execute(
         select(ReminderRule, Event)
@@ -214,11 +301,33 @@ def due_reminders(
         .order_by(Event.id, ReminderRule.id)
     ).all()
     due: list[Due] = []
+    failed: list[RuleFailure] = []
+    recovered: list[int] = []
     for rule, event in found:
-        span = rule_window(rule, event, settings)
-        if span.state(now, hours, ZoneInfo(event.timezone)) == State.DUE:
-            due.extend(_due_of_rule(session, rule, event, span))
-    return due
+        rule_id, rule_name, event_key, slug = rule.id, rule.name, event.id, event.slug
+        try:
+            span = checked_window(rule, event, settings)
+            if span.state(now, hours, ZoneInfo(event.timezone)) == State.DUE:
+                due.extend(_due_of_rule(session, rule, event, span))
+            if rule.last_error:
+                recovered.append(rule_id)
+        except DATABASE_DOWN:
+            raise
+        except Exception as exc:  # one bad rule must not keep every other rule's reminders back
+            log.warning(
+                "reminder rule %r of event %r cannot be used: %s", rule_name, slug, exc, exc_info=True
+            )
+            failed.append(RuleFailure(rule_id, rule_name, event_key, slug, describe_error(exc)))
+            # A statement that failed leaves a PostgreSQL transaction unusable; this one only read.
+            session.rollback()
+    return Scan(due, failed, recovered)
+
+
+def describe_error(exc: Exception) -> str:
+    """An error as the reminders page shows it: a rule's own reason as it is, anything else with its kind."""
+    if isinstance(exc, RuleError):
+        return f"{exc.field}: {exc}"
+    return f"{type(exc).__name__}: {exc}"[:1000]
 
 
 def _due_of_rule(session: Session, rule: ReminderRule, event: Event, span: Window) -> list[Due]:
@@ -268,6 +377,7 @@ class SweepResult:
     due: int
     created: int
     enqueued: int
+    failed: tuple[RuleFailure, ...] = ()
 
 
 def sweep_reminders(
@@ -278,30 +388,84 @@ def sweep_reminders(
     A row whose key exists already is skipped by the database (ON CONFLICT DO NOTHING), so a sweep that
     runs twice, or two at once, writes each reminder once; only the rows this sweep wrote are enqueued.
     An event cancelled while the sweep ran gets none: its rows are rolled back.
+
+    A rule that cannot be used, or an event whose rows cannot be written, is logged, and the error is kept
+    on each rule concerned (`last_error`, shown on the reminders page) until a sweep can use it again or it
+    is saved anew; every other rule and event still gets its reminders.
     """
     with factory() as session:
-        due = due_reminders(session, now, settings)
+        scan = scan_reminders(session, now, settings)
         session.rollback()
     domain = sender_domain(settings.sender)
     created: list[int] = []
+    failed = list(scan.failed)
     by_event: dict[int, list[Due]] = {}
-    for each in due:
+    for each in scan.due:
         by_event.setdefault(each.event_id, []).append(each)
     for event_id, items in by_event.items():
-        with factory() as session:
-            sequence = session.get_one(Event, event_id).sequence
-            mine = _insert_new(session, [_row(item, sequence, domain, settings, now) for item in items])
-            # Read after the insert, under the event's row lock on PostgreSQL: a cancellation committed
-            # meanwhile is seen here, and one that comes later waits for this commit and cancels these rows.
-            status = session.scalar(select(Event.status).where(Event.id == event_id).with_for_update())
-            if status == EventStatus.CANCELLED:
-                session.rollback()
-                continue
-            session.commit()
-        created.extend(mine)
+        try:
+            created.extend(_write_event(factory, event_id, items, domain, settings, now))
+        except DATABASE_DOWN:
+            raise
+        except Exception as exc:  # this event's rows are rolled back; the other events still get theirs
+            log.warning("reminders of event %r could not be written: %s", items[0].event, exc, exc_info=True)
+            failed.extend(
+                {
+                    item.rule_id: RuleFailure(
+                        item.rule_id, item.rule, event_id, item.event, describe_error(exc)
+                    )
+                    for item in items
+                }.values()
+            )
     for start in range(0, len(created), settings.batch_size):
         enqueue(created[start : start + settings.batch_size])
-    return SweepResult(len(due), len(created), len(created))
+    # After the enqueue: the rows written are handed on even if keeping the errors fails.
+    _keep_errors(factory, failed, [r for r in scan.recovered if r not in {f.rule_id for f in failed}], now)
+    return SweepResult(len(scan.due), len(created), len(created), tuple(failed))
+
+
+def _write_event(
+    factory: sessionmaker[Session],
+    event_id: int,
+    items: list[Due],
+    domain: str,
+    settings: Settings,
+    now: datetime,
+) -> list[int]:
+    """Write the event's due reminders and commit; the ids of the rows this wrote ([] if it was cancelled)."""
+    with factory() as session:
+        sequence = session.get_one(Event, event_id).sequence
+        mine = _insert_new(session, [_row(item, sequence, domain, settings, now) for item in items])
+        # Read after the insert, under the event's row lock on PostgreSQL: a cancellation committed
+        # meanwhile is seen here, and one that comes later waits for this commit and cancels these rows.
+        status = session.scalar(select(Event.status).where(Event.id == event_id).with_for_update())
+        if status == EventStatus.CANCELLED:
+            session.rollback()
+            return []
+        session.commit()
+    return mine
+
+
+def _keep_errors(
+    factory: sessionmaker[Session], failed: list[RuleFailure], recovered: list[int], now: datetime
+) -> None:
+    """Keep each failed rule's error on the rule, and clear those of rules that worked again; commits."""
+    if not failed and not recovered:
+        return
+    with factory() as session:
+        for failure in failed:
+            session.execute(
+                update(ReminderRule)
+                .where(ReminderRule.id == failure.rule_id)
+                .values(last_error=failure.error, last_error_at=now)
+            )
+        if recovered:
+            session.execute(
+                update(ReminderRule)
+                .where(ReminderRule.id.in_(recovered))
+                .values(last_error="", last_error_at=None)
+            )
+        session.commit()
 
 
 def _row(item: Due, sequence: int, domain: str, settings: Settings, now: datetime) -> dict[str, Any]:

@@ -316,10 +316,12 @@ class ReminderRule(BaseModel):
     template: str
     segment: dict[str, Any]
     enabled: bool
-    scheduled_at: datetime
-    send_from: datetime
-    until: datetime
-    state: str
+    scheduled_at: datetime | None = Field(description="when it is due; null when the rule cannot be used")
+    send_from: datetime | None
+    until: datetime | None
+    state: str = Field(description="waiting, due, held, passed, disabled, cancelled, or error")
+    error: str = Field("", description="why the rule cannot be used, or what the last sweep could not do")
+    error_at: datetime | None = Field(None, description="when the last sweep failed on this rule")
 
 
 class ReminderRules(BaseModel):

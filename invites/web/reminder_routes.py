@@ -1,4 +1,8 @@
-"""The JSON API for an event's reminder rules: list, add or change (by name), and delete."""
+"""The JSON API for an event's reminder rules: list, add or change (by name), and delete.
+
+A rule that cannot be read answers 400; one that is understood but reaches beyond the limits (an offset of
+more than a year, a date outside 2000–2099) answers 422 in FastAPI's validation shape, the field in `loc`.
+Nothing is stored either way."""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from invites.domain import rules
-from invites.domain.errors import InputError
 from invites.services import reminders
 from invites.services.events import get_event
 from invites.web.api_models import NO_NUL, ReminderRule, ReminderRules, SegmentModel, Slug, bearer, problems
@@ -45,6 +48,15 @@ def list_rules(slug: Slug, session: SessionDep, runtime: RuntimeDep) -> Reminder
     )
 
 
+def refused(exc: rules.RuleError, body: RuleBody) -> HTTPException:
+    if exc.beyond_limit:
+        value = getattr(body, exc.field, None)
+        return HTTPException(
+            422, [{"type": "value_error", "loc": ["body", exc.field], "msg": str(exc), "input": value}]
+        )
+    return HTTPException(400, f"field '{exc.field}': {exc}")
+
+
 @router.post("/events/{slug}/reminders", responses=problems(400, 404))
 def save_rule(slug: Slug, body: RuleBody, session: SessionDep, runtime: RuntimeDep) -> ReminderRule:
     """Add a reminder rule, or change the event's rule of that name."""
@@ -61,8 +73,8 @@ def save_rule(slug: Slug, body: RuleBody, session: SessionDep, runtime: RuntimeD
             ZoneInfo(event.timezone),
             runtime.municipalities,
         )
-    except InputError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    except rules.RuleError as exc:
+        raise refused(exc, body) from exc
     rule = reminders.save_rule(session, event, spec, now)
     session.commit()
     return ReminderRule.model_validate(reminders.describe_rule(rule, event, runtime.settings, now))

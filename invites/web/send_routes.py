@@ -53,6 +53,7 @@ RULE_STATES = {
     "passed": "Voorbij",
     "disabled": "Uitgeschakeld",
     "cancelled": "Bijeenkomst afgelast",
+    "error": "Kan niet worden gebruikt",
 }
 AUDIENCE_LABELS = {
     "no-answer": "Nog geen antwoord",
@@ -472,8 +473,11 @@ def _rules_context(
                 ],
                 "template_label": translate(KIND_LABELS.get(rule.template, rule.template), lang),
                 "state_label": translate(RULE_STATES.get(described["state"], described["state"]), lang),
-                "send_from_local": _local(described["send_from"], event),
-                "segment_lines": describe_segment(Segment.from_dict(rule.segment), lang, rt.municipalities),
+                "send_from_local": _local(described["send_from"], event) if described["send_from"] else "",
+                "error_at_local": _local(described["error_at"], event) if described["error_at"] else "",
+                "segment_lines": describe_segment(
+                    Segment.from_dict(described["segment"]), lang, rt.municipalities
+                ),
             }
         )
     return {

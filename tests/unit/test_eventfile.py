@@ -9,6 +9,7 @@ import pytest
 
 from invites.domain.errors import InputError
 from invites.domain.eventfile import EventSpec, parse_event_file
+from invites.domain.eventform import FormError, spec_from_form
 from tests.conftest import EVENT_FILE
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -208,6 +209,19 @@ def test_whole_number_coordinates_become_floats() -> None:
         (MINIMAL + "[venue]\nname = 3\n", "field 'venue.name': must be text"),
         (MINIMAL + '[audience]\nroles = "mayor"\n', "field 'audience.roles'"),
         (MINIMAL + "[organiser]\npartners = [1, 2]\n", "field 'organiser.partners'"),
+        (
+            MINIMAL + '[organiser]\nemail = "griffie@example.nl\\r\\nBcc: iedereen@example.com"\n',
+            "field 'organiser.email': must be one address on one line",
+        ),
+        (
+            MINIMAL + '[organiser]\nemail = "griffie@example.nl\\nX-Evil: 1"\n',
+            "field 'organiser.email': must be one address on one line",
+        ),
+        (MINIMAL + '[organiser]\nemail = "griffie"\n', "field 'organiser.email': 'griffie' is not an e-mail"),
+        (
+            MINIMAL + '[organiser]\nemail = "Griffie <griffie@example.nl>"\n',
+            "field 'organiser.email': 'Griffie <griffie@example.nl>' is not an e-mail address",
+        ),
         (MINIMAL + '[registration]\nopens = "maandag"\n', "field 'registration.opens'"),
         (MINIMAL + '[series]\ntitle = "Reeks"\n', "field 'series.slug': is required"),
         (MINIMAL + '[series]\nslug = "s"\ntitle = "S"\nposition = "twee"\n', "field 'series.position'"),
@@ -281,3 +295,30 @@ def test_registration_enabled_must_be_true_or_false() -> None:
     # A quoted "false" must not open registration.
     text = MINIMAL + '[registration]\nenabled = "false"\n'
     assert "field 'registration.enabled'" in fails(text)
+
+
+def test_an_organiser_address_is_kept_as_written_and_may_be_left_out() -> None:
+    assert (
+        parse(MINIMAL + '[organiser]\nemail = " griffie@example.nl "\n').organiser_email
+        == "griffie@example.nl"
+    )
+    assert parse(MINIMAL + '[organiser]\nname = "Griffie"\n').organiser_email == ""
+    assert parse(MINIMAL).organiser_email == ""
+
+
+@pytest.mark.parametrize(
+    "email", ["griffie@example.nl\r\nBcc: iedereen@example.com", "griffie@example.nl\nX: 1"]
+)
+def test_the_event_form_refuses_an_organiser_address_with_a_line_break(email: str) -> None:
+    # The form is read by the same code as a file; its error names the form's field.
+    form = {
+        "title": "Raadsavond",
+        "date": "2025-03-04",
+        "start": "19:30",
+        "end": "21:45",
+        "organiser_email": email,
+    }
+    with pytest.raises(FormError) as caught:
+        spec_from_form(form)
+    assert caught.value.field == "organiser_email"
+    assert "field 'organiser.email': must be one address on one line" in str(caught.value)

@@ -12,6 +12,7 @@ from invites.domain.eventfile import parse_event_file
 from invites.domain.rules import (
     Audience,
     Offset,
+    RuleError,
     RuleSpec,
     SendingHours,
     State,
@@ -54,6 +55,59 @@ def test_offsets_parse_and_print_back(text: str, offset: Offset) -> None:
 def test_a_wrong_offset_is_refused_with_the_text(text: str) -> None:
     with pytest.raises(InputError, match=r"offset|time of day"):
         parse_offset(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [
+        ("-366d", Offset(days=366)),
+        ("-366d 23:59", Offset(days=366, clock=time(23, 59))),
+        (f"-{366 * 24}h", Offset(minutes=366 * 24 * 60)),
+        ("-365d", Offset(days=365)),
+    ],
+)
+def test_offsets_up_to_a_year_and_a_day_are_kept(text: str, offset: Offset) -> None:
+    assert parse_offset(text) == offset
+    assert scheduled_at(When(offset=offset), START, AMS) < START
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["-367d", "-99999999999d", f"-{366 * 24 + 1}h", "-1000000m", "-365d 1441m", "-" + "9" * 5000 + "d"],
+)
+def test_an_offset_beyond_the_limit_is_refused_naming_the_limit(text: str) -> None:
+    with pytest.raises(RuleError, match="more than 366 days before the start") as caught:
+        parse_offset(text)
+    assert caught.value.field == "when" and caught.value.beyond_limit
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00", "9999-12-31T23:59", "1999-12-31T23:59", "2100-01-01T00:00"]
+)
+def test_a_moment_outside_the_sane_years_is_refused(text: str) -> None:
+    with pytest.raises(RuleError, match="not in the years 2000 to 2099") as caught:
+        parse_when(text, AMS)
+    assert caught.value.field == "when" and caught.value.beyond_limit
+
+
+def test_a_moment_inside_the_years_is_kept() -> None:
+    assert parse_when("2099-12-31T23:59", AMS).at == datetime(2099, 12, 31, 23, 59, tzinfo=AMS)
+    assert parse_when("2000-01-01T00:00", AMS).at == datetime(2000, 1, 1, 0, 0, tzinfo=AMS)
+
+
+def test_a_rule_error_names_its_part() -> None:
+    for args, part in [
+        (("", "-1d", "invited"), "name"),
+        (("a", "morgen", "invited"), "when"),
+        (("a", "-1d", "coming"), "audience"),
+        (("a", "-1d", "invited", "cancellation"), "template"),
+    ]:
+        with pytest.raises(RuleError) as caught:
+            RuleSpec.parse(*args)  # type: ignore[arg-type]
+        assert caught.value.field == part and not caught.value.beyond_limit, args
+    with pytest.raises(RuleError) as caught:
+        RuleSpec.parse("a", "-1d", "invited", segment={"roles": ["keizer"]})
+    assert caught.value.field == "segment"
 
 
 def test_rule_kinds_give_their_moments() -> None:
@@ -182,11 +236,21 @@ def test_the_event_file_reads_reminder_tables() -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('name = "a"\nwhen = "soon"\naudience = "invited"', "field 'reminders[1]': 'soon' is neither"),
+        ('name = "a"\nwhen = "soon"\naudience = "invited"', "field 'reminders[1].when': 'soon' is neither"),
         ('name = "a"\nwhen = "-1d"', "field 'reminders[1].audience': is required"),
         ('name = "a"\naudience = "invited"', "field 'reminders[1].when': is required"),
         ('when = "-1d"\naudience = "invited"', "field 'reminders[1].name': is required"),
         ('name = "a"\nwhen = "-1d"\naudience = "invited"\nroles = "mayor"', "'reminders[1].roles'"),
+        (
+            'name = "a"\nwhen = "-99999999999d"\naudience = "invited"',
+            "field 'reminders[1].when': '-99999999999d'",
+        ),
+        ('name = "a"\nwhen = 0001-01-01T00:00:00\naudience = "invited"', "'reminders[1].when': '0001-01-01"),
+        ('name = "a"\nwhen = "-1d"\naudience = "coming"', "field 'reminders[1].audience': audience 'coming'"),
+        (
+            'name = "a"\nwhen = "-1d"\naudience = "invited"\nroles = ["keizer"]',
+            "'reminders[1].segment': unknown",
+        ),
     ],
 )
 def test_a_wrong_reminder_table_names_the_field(table: str, message: str) -> None:
