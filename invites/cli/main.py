@@ -671,11 +671,16 @@ def reminders_run(at: AtOption = None, as_json: Annotated[bool, typer.Option("--
     """Run the reminder sweep as of --at: queue every due reminder once and hand it to the workers."""
     runtime = Runtime.current()
     result = reminders.sweep_reminders(runtime.sessions, runtime.enqueue, moment(at), runtime.settings)
+    failed = [{"event": f.event, "rule": f.rule, "error": f.error} for f in result.failed]
     if as_json:
         out.print_json(
-            json.dumps({"due": result.due, "created": result.created, "enqueued": result.enqueued})
+            json.dumps(
+                {"due": result.due, "created": result.created, "enqueued": result.enqueued, "failed": failed}
+            )
         )
         return
+    for each in failed:
+        out.print(f"rule {each['rule']!r} of {each['event']!r} not used: {each['error']}", highlight=False)
     out.print(f"{result.created} reminders queued for the workers", highlight=False)
 
 

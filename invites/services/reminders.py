@@ -158,6 +158,8 @@ def checked_window(rule: ReminderRule, event: Event, settings: Settings) -> Wind
         raise RuleError("segment", f"the stored segment {rule.segment!r} is not a table of criteria")
     try:
         return rule_window(rule, event, settings)
+    except RuleError:
+        raise
     except (ArithmeticError, ValueError) as exc:  # OverflowError: a moment datetime cannot count
         what = rule.offset or (rule.at.isoformat() if rule.at else "")
         raise RuleError("when", f"{what!r} cannot be placed on the calendar ({exc})") from exc

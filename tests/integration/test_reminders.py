@@ -4,6 +4,9 @@ the calendars of an update and a cancellation parsed back."""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from invites import db
 from invites.adapters.mailer import SmtpMailer
@@ -35,7 +38,7 @@ from invites.services.delivery import deliver_batch
 from invites.services.events import get_event, load_event
 from invites.services.imports import import_list
 from invites.services.suppression import suppress
-from tests.conftest import EVENT_FILE, NOW, run_cli
+from tests.conftest import EVENT_FILE, NOW, run_cli, sign_in
 
 SLUG = "lokaal-samenspel-2018"
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -405,7 +408,7 @@ def test_the_api_adds_changes_lists_and_deletes_rules(world: World, web: str, or
         assert [r["name"] for r in listed] == ["no-answer-7d", "practical-1d", "route"]
         assert listed[2]["when"] == "-2d 10:00" and listed[2]["state"] == "passed"
         wrong = client.post("/reminders", json={"name": "x", "when": "morgen", "audience": "invited"})
-        assert wrong.status_code == 400 and "morgen" in wrong.json()["detail"]
+        assert wrong.status_code == 400 and wrong.json()["detail"].startswith("field 'when': 'morgen'")
         assert client.delete("/reminders/route").status_code == 204
         assert client.delete("/reminders/route").status_code == 404
         assert client.get("/api/v1/events/nope/reminders", params={}).status_code == 404
@@ -492,3 +495,209 @@ def test_the_commands_list_run_and_cancel_as_of_a_moment(world: World) -> None:
     after = run_cli(world.settings, "reminders", "due", SLUG, "--at", "2018-02-12T10:00", "--json")
     assert json.loads(after.stdout)["due"] == []
     assert {r["state"] for r in json.loads(after.stdout)["rules"]} == {"cancelled"}
+
+
+@pytest.mark.parametrize(
+    ("when", "limit"),
+    [
+        ("-99999999999d", "more than 366 days before the start"),
+        ("-8785h", "more than 366 days before the start"),
+        ("0001-01-01T00:00", "not in the years 2000 to 2099"),
+        ("9999-12-31T23:59", "not in the years 2000 to 2099"),
+    ],
+)
+def test_the_api_refuses_a_rule_beyond_the_limits_and_stores_nothing(
+    world: World, web: str, organiser: Any, when: str, limit: str
+) -> None:
+    with httpx.Client(base_url=f"{web}/api/v1/events/{SLUG}", headers=organiser.headers) as client:
+        refused = client.post("/reminders", json={"name": "te-vroeg", "when": when, "audience": "invited"})
+        changed = client.post(
+            "/reminders", json={"name": "no-answer-7d", "when": when, "audience": "invited"}
+        )
+        listed = client.get("/reminders")
+    assert refused.status_code == 422, refused.text
+    [problem] = refused.json()["detail"]
+    assert problem["loc"] == ["body", "when"] and limit in problem["msg"] and problem["input"] == when
+    assert changed.status_code == 422, "a rule that exists is not changed either"
+    assert listed.status_code == 200
+    assert [(r["name"], r["when"], r["state"]) for r in listed.json()["rules"]] == [
+        ("no-answer-7d", "-7d 10:00", "passed"),
+        ("practical-1d", "-1d 10:00", "passed"),
+    ]
+    with world.runtime.sessions() as session:
+        assert session.scalars(select(ReminderRule.name).order_by(ReminderRule.id)).all() == [
+            "no-answer-7d",
+            "practical-1d",
+        ]
+
+
+def store_bad_rules(world: World) -> tuple[str, int, int]:
+    """What an older version could store: an offset past what datetime can count, on a second event, and a
+    rule of the example event whose template is not a reminder's. Written straight into the database."""
+    second = (
+        EVENT_FILE.read_bytes()
+        .replace(b'slug = "lokaal-samenspel-2018"', b'slug = "tweede-avond"')
+        .replace(b"date = 2018-02-13", b"date = 2018-04-10")
+    )
+    other = load(world.runtime, second)
+    with db.transaction(world.runtime.sessions) as session:
+        bad = [
+            ReminderRule(
+                event_id=other.id,
+                name="kapot",
+                offset="-99999999999d",
+                at=None,
+                audience="invited",
+                segment={},
+                template="reminder",
+                enabled=True,
+                created_at=NOW,
+            ),
+            ReminderRule(
+                event_id=get_event(session, SLUG).id,
+                name="verkeerd-bericht",
+                offset="-7d 10:00",
+                at=None,
+                audience="no-answer",
+                segment={},
+                template="cancellation",
+                enabled=True,
+                created_at=NOW,
+            ),
+        ]
+        session.add_all(bad)
+        session.flush()
+        return other.slug, bad[0].id, bad[1].id
+
+
+def test_a_bad_stored_rule_does_not_stop_the_other_rules_and_events(
+    world: World, web: str, organiser: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    other, broken, wrong_kind = store_bad_rules(world)
+    moment = ams(2018, 2, 6, 10, 0)
+    with db.transaction(world.runtime.sessions) as session:
+        # An error an earlier sweep kept on a rule that works now: this sweep clears it.
+        session.execute(
+            update(ReminderRule).where(ReminderRule.name == "practical-1d").values(last_error="earlier")
+        )
+
+    handed: list[list[int]] = []
+    with caplog.at_level(logging.WARNING, logger="invites.services.reminders"):
+        result = reminders.sweep_reminders(world.runtime.sessions, handed.append, moment, world.settings)
+
+    # The example event's good rule still sends, to its two non-responders, once.
+    assert result.created == 2 and sorted(r.to_address for r in world.rows("reminder")) == [
+        "burgemeester@example.nl",
+        "nog.niet@example.org",
+    ]
+    assert [i for batch in handed for i in batch] == [r.id for r in world.rows("reminder")]
+    assert {(f.event, f.rule) for f in result.failed} == {(other, "kapot"), (SLUG, "verkeerd-bericht")}
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("'kapot'" in line and f"'{other}'" in line and "366 days" in line for line in logged), logged
+    assert any("'verkeerd-bericht'" in line and "cancellation" in line for line in logged), logged
+    with world.runtime.sessions() as session:
+        kept = {r.id: r for r in session.scalars(select(ReminderRule))}
+        assert kept[broken].last_error.startswith("when: '-99999999999d' is more than 366 days")
+        assert kept[wrong_kind].last_error.startswith("template: template 'cancellation' is not one of")
+        assert kept[broken].last_error_at == moment
+        assert all(not r.last_error for i, r in kept.items() if i not in (broken, wrong_kind))
+
+    # The list and the page show the error instead of answering 500.
+    with httpx.Client(base_url=web, headers=organiser.headers) as client:
+        listed = client.get(f"/api/v1/events/{other}/reminders")
+        page = client.get(f"/events/{other}/reminders")
+        page_of_example = client.get(f"/events/{SLUG}/reminders")
+    assert listed.status_code == 200, listed.text
+    [shown] = [r for r in listed.json()["rules"] if r["name"] == "kapot"]
+    assert shown["state"] == "error" and shown["scheduled_at"] is None
+    assert "is more than 366 days before the start" in shown["error"] and shown["error_at"].startswith(
+        "2018-02-06T10:00"
+    )
+    assert page.status_code == 200, page.text
+    row = re.search(r'<tr class="rule-error" data-rule-error="kapot">(.*?)</tr>', page.text, re.DOTALL)
+    assert row and "De herinneringsronde van 06-02-2018 10:00 kon deze regel niet gebruiken:" in row[1]
+    assert "is more than 366 days before the start" in row[1]
+    assert 'data-state="error">Kan niet worden gebruikt</td>' in page.text
+    assert "Niet elke regel kan worden gebruikt" in page.text
+    assert page_of_example.status_code == 200 and 'data-rule-error="verkeerd-bericht"' in page_of_example.text
+    assert 'data-rule-error="no-answer-7d"' not in page_of_example.text
+
+    # Saved again with a sound offset, the rule loses its error and the next sweep uses it.
+    with httpx.Client(base_url=f"{web}/api/v1/events/{other}", headers=organiser.headers) as client:
+        fixed = client.post("/reminders", json={"name": "kapot", "when": "-1d 10:00", "audience": "invited"})
+    assert fixed.status_code == 200 and fixed.json()["error"] == "" and fixed.json()["state"] != "error"
+    again = reminders.sweep_reminders(world.runtime.sessions, handed.append, moment, world.settings)
+    assert [(f.event, f.rule) for f in again.failed] == [(SLUG, "verkeerd-bericht")]
+
+
+def test_the_page_form_refuses_an_offset_beyond_the_limit(world: World, web: str, organiser: Any) -> None:
+    with httpx.Client(base_url=web, timeout=30) as client:
+        sign_in(client, organiser)
+        page = client.get(f"/events/{SLUG}/reminders")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        refused = client.post(
+            f"/events/{SLUG}/reminders",
+            data={"csrf_token": token[1], "name": "te-vroeg", "when": "-400d", "audience": "invited"},
+        )
+    assert refused.status_code == 400
+    assert "&#39;-400d&#39; is more than 366 days before the start" in refused.text
+    assert 'id="rule-error"' in refused.text and 'value="-400d"' in refused.text
+    with world.runtime.sessions() as session:
+        assert "te-vroeg" not in session.scalars(select(ReminderRule.name)).all()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_run_command_goes_on_past_a_bad_rule(world: World) -> None:
+    other, _, _ = store_bad_rules(world)
+    ran = run_cli(world.settings, "reminders", "run", "--at", "2018-02-06T10:00", "--json")
+    report = json.loads(ran.stdout)
+    assert report["created"] == 2
+    assert sorted((f["event"], f["rule"]) for f in report["failed"]) == [
+        (SLUG, "verkeerd-bericht"),
+        (other, "kapot"),
+    ]
+    listed = run_cli(world.settings, "reminders", "due", other, "--at", "2018-02-06T10:00", "--json")
+    [rule] = [r for r in json.loads(listed.stdout)["rules"] if r["name"] == "kapot"]
+    assert rule["state"] == "error" and "366 days" in rule["error"]
+
+
+CRLF_ADDRESS = "griffie@example.nl\r\nBcc: iedereen@example.com"
+
+
+def test_an_organiser_address_with_a_line_break_is_refused_by_the_api_and_the_form(
+    runtime: Any, web: str, organiser: Any
+) -> None:
+    toml_address = CRLF_ADDRESS.replace("\r", "\\r").replace("\n", "\\n")
+    event_file = EVENT_FILE.read_bytes().replace(
+        b'email = "uitnodigingen@example.org"', f'email = "{toml_address}"'.encode()
+    )
+    assert event_file != EVENT_FILE.read_bytes()
+    with httpx.Client(base_url=web, headers=organiser.headers, timeout=30) as client:
+        by_api = client.post(
+            "/api/v1/events", content=event_file, headers={"Content-Type": "application/toml"}
+        )
+    assert by_api.status_code == 400
+    assert "field 'organiser.email': must be one address on one line" in by_api.json()["detail"]
+
+    with httpx.Client(base_url=web, timeout=30) as client:
+        sign_in(client, organiser)
+        page = client.get("/events/new")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        by_form = client.post(
+            "/events/new",
+            data={
+                "csrf_token": token[1],
+                "source": "form",
+                "title": "Raadsavond",
+                "date": "2025-03-04",
+                "start": "19:30",
+                "end": "21:45",
+                "organiser_email": CRLF_ADDRESS,
+            },
+        )
+    assert by_form.status_code == 400
+    assert "field &#39;organiser.email&#39;: must be one address on one line" in by_form.text
+    with runtime.sessions() as session:
+        assert session.scalars(select(Event.slug)).all() == []
