@@ -316,8 +316,13 @@ def scan_reminders(session: Session, now: datetime, settings: Settings, event_id
         except DATABASE_DOWN:
             raise
         except Exception as exc:  # one bad rule must not keep every other rule's reminders back
+            # A rule's own reason says it all; anything else is a bug worth its traceback.
             log.warning(
-                "reminder rule %r of event %r cannot be used: %s", rule_name, slug, exc, exc_info=True
+                "reminder rule %r of event %r cannot be used: %s",
+                rule_name,
+                slug,
+                exc,
+                exc_info=not isinstance(exc, RuleError),
             )
             failed.append(RuleFailure(rule_id, rule_name, event_key, slug, describe_error(exc)))
             # A statement that failed leaves a PostgreSQL transaction unusable; this one only read.
