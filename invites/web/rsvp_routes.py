@@ -4,11 +4,13 @@ and `/r/{token}/invite.ics` downloads the calendar file. Routes parse, call a se
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from invites.domain import evidence
@@ -24,6 +26,7 @@ from invites.web.deps import RuntimeDep, SessionDep
 from invites.web.pages import templates
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
 
 ANSWER_LABELS = {
     "nl": {"accepted": "Ja, ik kom", "tentative": "Misschien", "declined": "Nee, ik kan niet"},
@@ -111,11 +114,20 @@ def rsvp_page(
         return not_found(request)
     flagged = False
     if request.method == "GET":
-        opened = rsvp.log_open(
-            session, view.invitation, request.headers.get("user-agent", ""), datetime.now(UTC)
-        )
-        flagged = opened.likely_scanner
-        session.commit()
+        user_agent, now = request.headers.get("user-agent", ""), datetime.now(UTC)
+        invitation_id = view.invitation.id
+        try:
+            flagged = rsvp.log_open(session, view.invitation, user_agent, now).likely_scanner
+            session.commit()
+        except SQLAlchemyError as exc:
+            # The open is a statistic; the page is the invitee's. A database that cannot take the write
+            # (SQLite while a long import holds its write lock) costs the statistic, never the page.
+            session.rollback()
+            reason = getattr(exc, "orig", None) or exc  # the driver's words, not the statement and its values
+            log.warning(
+                "RSVP page shown without logging the open of invitation %s: %s", invitation_id, reason
+            )
+            flagged = evidence.likely_scanner(user_agent, None, now)
     language = lang if lang in LANGUAGES else (view.recipient.language or view.event.language)
     context = rsvp_context(
         rt.settings.secret_key, view, token, language, answer, bool(saved), flagged=flagged
