@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     import_max_cell_chars: int = 32_767
     import_max_rows: int = 100_000
     import_max_rejections: int = 10_000
+    # Request bodies (README "Security: limits on what a request may send"): every route but the list uploads
+    # takes at most this much (plus 64 KiB for a form); the uploads INVITES_IMPORT_MAX_BYTES plus the same.
+    body_max_bytes: int = 1024 * 1024
+    # Swagger UI at /docs (README "The JSON API"): it runs a script from a CDN, so only in development and
+    # only when asked for; /openapi.json is always served.
+    api_docs: bool = False
     municipalities_file: Path | None = None
     rsvp_client_limit: int = 1200
     # Reminders (README "Reminders, updates and cancellations"): the local hours in which they may go out

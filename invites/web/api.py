@@ -6,12 +6,15 @@ Routes parse input, call the same services as the CLI, and present the result.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
-from fastapi import Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import StringConstraints
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
 
 from invites.db.models import ImportJob
 from invites.db.segments import coverage
@@ -19,6 +22,7 @@ from invites.domain.errors import InputError, TooLarge
 from invites.domain.segment import Segment
 from invites.readmodels.exports import export_bytes
 from invites.readmodels.status import attendees, timeline
+from invites.runtime import Runtime
 from invites.services.events import get_event
 from invites.services.imports import submit_import
 from invites.services.rsvp import parse_answer
@@ -72,39 +76,115 @@ def segment_query(
 SegmentDep = Annotated[Segment, Depends(segment_query)]
 
 
-@router.post("/events/{slug}/imports", status_code=202, responses=problems(400, 404, 413))
-def upload_list(
-    slug: Slug,
-    file: Annotated[UploadFile, File(description="a CSV or .xlsx recipient list")],
-    session: SessionDep,
-    runtime: RuntimeDep,
-    response: Response,
-    strict: Annotated[bool, Form()] = False,
-    sheet: Annotated[str | None, Form(max_length=100, pattern=NO_NUL)] = None,
-    encoding: Annotated[
-        str | None, Form(max_length=40, pattern=NO_NUL, description="a CSV file's; default: detected")
-    ] = None,
-) -> ImportQueued:
-    """Store the upload and queue its import for a worker; its URL tells the progress, then the report."""
-    get_event(session, slug)  # 404 for an unknown event
-    session.close()  # the upload is a transaction of its own
-    try:
-        job_id = submit_import(
-            runtime.sessions,
-            runtime.settings,
-            slug,
-            file.file,
-            file.filename or "upload.csv",
-            runtime.enqueue_import,
-            datetime.now(UTC),
-            strict=strict,
-            sheet=sheet or None,
-            encoding=encoding or None,
+# The upload's form, described for the schema and read in the route itself: FastAPI reads File() and Form()
+# parameters before it runs the route's dependencies, which would spool an unauthenticated body to disk
+# before the token check. The body's size is capped on the way in (invites/web/limits.py).
+IMPORT_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a CSV or .xlsx recipient list",
+                        },
+                        "strict": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "refuse the whole list if any row is rejected",
+                        },
+                        "sheet": {
+                            "type": "string",
+                            "maxLength": 100,
+                            "pattern": NO_NUL,
+                            "description": "the workbook's sheet to read (default: the first)",
+                        },
+                        "encoding": {
+                            "type": "string",
+                            "maxLength": 40,
+                            "pattern": NO_NUL,
+                            "description": "a CSV file's encoding (default: detected)",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+FLAGS = {
+    "true": True,
+    "1": True,
+    "on": True,
+    "yes": True,
+    "false": False,
+    "0": False,
+    "off": False,
+    "no": False,
+}
+MAX_SHEET_NAME = 100
+
+
+def _import_form(form: FormData) -> tuple[UploadFile, bool, str | None, str | None]:
+    """The file, strict, sheet and encoding of an upload's form; 400 naming the field that is wrong."""
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(400, "send the list as the multipart field 'file' (a CSV or .xlsx file)")
+    strict = form.get("strict", "false")
+    if not isinstance(strict, str) or strict.strip().lower() not in FLAGS:
+        raise HTTPException(400, "the field 'strict' must be true or false")
+    sheet = form.get("sheet")
+    if sheet is not None and (not isinstance(sheet, str) or len(sheet) > MAX_SHEET_NAME or "\x00" in sheet):
+        raise HTTPException(
+            400, f"the field 'sheet' must be a sheet's name of at most {MAX_SHEET_NAME} characters"
         )
-    except TooLarge as exc:
-        raise HTTPException(413, str(exc)) from exc
-    except InputError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    encoding = form.get("encoding")
+    if encoding is not None and (not isinstance(encoding, str) or len(encoding) > 40 or "\x00" in encoding):
+        raise HTTPException(400, "the field 'encoding' must be an encoding's name such as cp1252 or utf-8")
+    return upload, FLAGS[strict.strip().lower()], sheet or None, encoding or None
+
+
+def _check_event(runtime: Runtime, slug: str) -> None:
+    with runtime.sessions() as session:
+        get_event(session, slug)  # 404 for an unknown event
+
+
+@router.post(
+    "/events/{slug}/imports", status_code=202, responses=problems(400, 404, 413), openapi_extra=IMPORT_FORM
+)
+async def upload_list(slug: Slug, request: Request, runtime: RuntimeDep, response: Response) -> ImportQueued:
+    """Store the upload and queue its import for a worker; its URL tells the progress, then the report.
+
+    The multipart body (`file`, optional `strict` and `sheet`) is read only after the token is checked, and
+    refused with 413 once it passes INVITES_IMPORT_MAX_BYTES.
+    """
+    await run_in_threadpool(_check_event, runtime, slug)
+    async with request.form(max_files=1, max_fields=10, max_part_size=4096) as form:
+        upload, strict, sheet, encoding = _import_form(form)
+        try:
+            job_id = await run_in_threadpool(
+                partial(
+                    submit_import,
+                    runtime.sessions,
+                    runtime.settings,
+                    slug,
+                    upload.file,
+                    upload.filename or "upload.csv",
+                    runtime.enqueue_import,
+                    datetime.now(UTC),
+                    strict=strict,
+                    sheet=sheet,
+                    encoding=encoding,
+                )
+            )
+        except TooLarge as exc:
+            raise HTTPException(413, str(exc)) from exc
+        except InputError as exc:
+            raise HTTPException(400, str(exc)) from exc
     url = f"/api/v1/imports/{job_id}"
     response.headers["Location"] = url
     return ImportQueued(job=job_id, status="queued", url=url)

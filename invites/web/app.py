@@ -26,6 +26,7 @@ from invites.web import (
     send_routes,
     sends_api,
 )
+from invites.web.limits import BodyLimit
 from invites.web.pages import install_error_pages
 from invites.web.security import SecurityHeaders
 
@@ -44,6 +45,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     app.state.runtime = runtime
     app.state.development = settings.env == "development"
+    # Swagger UI loads its script from a CDN: never in production, and in development only when asked for.
+    app.state.api_docs = settings.api_docs and settings.env != "production"
+    # Added before the session middleware, so inside it: a refused upload's page is in the organiser's
+    # language. AnswerFastPath, outside, reads at most 64 KiB of an answer before handing it on.
+    app.add_middleware(BodyLimit, settings=settings)
     auth.install(app, settings)
     install_error_pages(app)
 

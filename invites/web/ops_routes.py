@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -21,8 +21,11 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/docs", include_in_schema=False)
-def api_docs() -> HTMLResponse:
-    """Swagger UI, under a policy of its own: FastAPI's default page would be blocked by ours."""
+def api_docs(request: Request) -> HTMLResponse:
+    """Swagger UI, under a policy of its own: FastAPI's default page would be blocked by ours. Its script
+    comes from a CDN, so it is there only when INVITES_API_DOCS=true and never in production."""
+    if not request.app.state.api_docs:
+        raise HTTPException(404, "the API documentation is off here (INVITES_API_DOCS); read /openapi.json")
     html = bytes(get_swagger_ui_html(openapi_url="/openapi.json", title="invites API").body).decode()
     return HTMLResponse(html, headers={"Content-Security-Policy": docs_csp(html)})
 

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import itertools
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,9 +21,11 @@ from schemathesis import GenerationMode, checks
 
 from invites import db
 from invites.domain.eventfile import parse_event_file
+from invites.runtime import Runtime
 from invites.services.events import load_event
 from invites.services.imports import import_list
-from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW
+from invites.web.app import create_app
+from tests.conftest import AUDIENCE_FILE, EVENT_FILE, NOW, serve
 
 SLUG = "lokaal-samenspel-2018"
 # A second event, for the cancel operation: cancelling the first would turn every later answer into a 400.
@@ -79,8 +82,16 @@ def test_the_api_answers_as_its_schema_says(api_schema: Any, web: str, organiser
     assert not failures, "\n\n".join(failures)
 
 
-def test_the_docs_and_the_schema_load(web: str) -> None:
-    with httpx.Client(base_url=web) as client:
+@pytest.fixture
+def docs_web(runtime: Any) -> Iterator[str]:
+    """The app with Swagger UI switched on, as INVITES_API_DOCS=true does in development."""
+    runtime.settings.api_docs = True
+    with serve(create_app(runtime)) as url:
+        yield url
+
+
+def test_the_docs_and_the_schema_load(docs_web: str) -> None:
+    with httpx.Client(base_url=docs_web, timeout=30) as client:
         docs = client.get("/docs")
         described = client.get("/openapi.json")
     assert docs.status_code == 200 and "/openapi.json" in docs.text
@@ -103,3 +114,27 @@ def test_the_docs_and_the_schema_load(web: str) -> None:
         if path.startswith("/api/v1/"):
             for method, operation in operations.items():
                 assert "401" in operation["responses"], f"{method} {path} does not document 401"
+
+
+def test_the_docs_are_off_unless_asked_for_and_always_in_production(web: str, settings: Any) -> None:
+    # Swagger UI runs a script from a CDN on the app's origin: not without INVITES_API_DOCS=true.
+    with httpx.Client(base_url=web, timeout=30) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/openapi.json").status_code == 200
+    production = settings.model_copy(
+        update={
+            "env": "production",
+            "api_docs": True,
+            "secret_key": "x" * 40,
+            "base_url": "https://example.org",
+        }
+    )
+    runtime = Runtime(production)
+    try:
+        with serve(create_app(runtime)) as url, httpx.Client(base_url=url, timeout=30) as client:
+            docs = client.get("/docs", headers={"Accept": "text/html"})
+            described = client.get("/openapi.json")
+    finally:
+        runtime.engine.dispose()
+    assert docs.status_code == 404 and "cdn.jsdelivr.net" not in docs.text
+    assert described.status_code == 200 and "/api/v1/events" in described.json()["paths"]
