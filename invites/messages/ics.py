@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, Timezone, vCalAddress, vText
+from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStandard, vCalAddress, vText
 from icalendar.parser import Parameters
 
 PRODID = "-//invites//Uitnodigingen//NL"
@@ -43,8 +43,50 @@ class CalendarEvent:
 
 @cache
 def vtimezone(zone: str, first: date, last: date) -> Timezone:
-    """A VTIMEZONE with STANDARD and DAYLIGHT for the years around the event."""
-    return Timezone.from_tzid(zone, first_date=first, last_date=last)
+    """A VTIMEZONE with STANDARD and DAYLIGHT for the years around the event, written for every reader.
+
+    Each observance lists every onset as an RDATE of its own, its DTSTART among them: ical.js reads only
+    the first value of an RDATE line, and ignores DTSTART once there is an RDATE. Each onset is the local
+    time in TZOFFSETFROM (RFC 5545 3.6.5), as a strict reader and Outlook take it; icalendar writes the
+    spring change in the new offset (03:00 instead of 02:00), an hour after it happens."""
+    built = Timezone.from_tzid(zone, first_date=first, last_date=last)
+    tzinfo = ZoneInfo(zone)
+    timezone = Timezone()
+    for name in ("TZID", "COMMENT"):
+        timezone.add(name, built[name])
+    for observance in built.subcomponents:
+        if not isinstance(observance, TimezoneStandard | TimezoneDaylight):
+            raise RuntimeError(f"icalendar wrote a {observance.name} into the VTIMEZONE")
+        offset_from, offset_to = observance.TZOFFSETFROM, observance.TZOFFSETTO
+        if offset_from is None or offset_to is None or not isinstance(observance.DTSTART, datetime):
+            raise RuntimeError(f"icalendar wrote a {observance.name} without its onset or offsets")
+        listed = [start for start, _ in observance.rdates if isinstance(start, datetime)]
+        onsets = sorted(
+            {_onset(tzinfo, local, offset_from, offset_to) for local in [observance.DTSTART, *listed]}
+        )
+        rewritten = TimezoneStandard() if isinstance(observance, TimezoneStandard) else TimezoneDaylight()
+        rewritten.DTSTART = onsets[0]
+        for onset in onsets:
+            rewritten.add("RDATE", onset)
+        rewritten.add("TZNAME", observance["TZNAME"])
+        rewritten.TZOFFSETFROM = offset_from
+        rewritten.TZOFFSETTO = offset_to
+        timezone.add_component(rewritten)
+    return timezone
+
+
+def _onset(zone: ZoneInfo, local: datetime, offset_from: timedelta, offset_to: timedelta) -> datetime:
+    """The onset of a change at `local` as the local time before it (in TZOFFSETFROM).
+
+    `local` is in either offset; the one that puts it on the instant the zone changes from `offset_from`
+    to `offset_to` is right. The first observance only marks where the VTIMEZONE starts and stays as it is.
+    """
+    for offset in (offset_to, offset_from):
+        instant = (local - offset).replace(tzinfo=UTC)
+        before = (instant - timedelta(seconds=1)).astimezone(zone).utcoffset()
+        if instant.astimezone(zone).utcoffset() == offset_to and before == offset_from:
+            return (instant + offset_from).replace(tzinfo=None)
+    return local
 
 
 class CalendarTemplate:

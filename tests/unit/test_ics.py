@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -206,3 +210,88 @@ def test_fold_never_passes_75_octets_and_unfolds_to_the_line(line: str) -> None:
     assert all(len(row) <= 75 for row in rows)
     assert all(row.startswith(b" ") for row in rows[1:])
     assert b"".join([rows[0], *(row[1:] for row in rows[1:])]).decode("utf-8") == line
+
+
+# --- The VTIMEZONE as its readers read it ----------------------------------------------------------------
+
+# An observance's onsets: the local times, in TZOFFSETFROM, at which its offset takes effect.
+Reader = Callable[[Component], list[datetime]]
+
+
+def rdate_lines(observance: Component) -> list[Any]:
+    lines = observance.get("RDATE", [])
+    return lines if isinstance(lines, list) else [lines]
+
+
+def strict_onsets(observance: Component) -> list[datetime]:
+    """RFC 5545 3.6.5 and 3.8.5.2: DTSTART is the first onset, and every value of every RDATE adds one."""
+    assert "RRULE" not in observance, "this reader expands no RRULE; the VTIMEZONE should carry none"
+    return [observance["DTSTART"].dt, *(value.dt for line in rdate_lines(observance) for value in line.dts)]
+
+
+def icaljs_onsets(observance: Component) -> list[datetime]:
+    """As ical.js's Timezone._expandComponent reads them: DTSTART only when there is no RDATE (and no RRULE),
+    else the first value of each RDATE line alone."""
+    lines = rdate_lines(observance)
+    if not lines:
+        return [observance["DTSTART"].dt]
+    return [line.dts[0].dt for line in lines]
+
+
+def offsets_read(zone: Component, onsets: Reader) -> tuple[list[datetime], list[timedelta]]:
+    """Every change of the VTIMEZONE as a UTC instant, in order, with the offset that holds from then on."""
+    changes = sorted(
+        ((local - sub["TZOFFSETFROM"].td).replace(tzinfo=UTC), sub["TZOFFSETTO"].td)
+        for sub in zone.subcomponents
+        for local in onsets(sub)
+    )
+    return [instant for instant, _ in changes], [offset for _, offset in changes]
+
+
+def spec_in(zone: str, year: int) -> CalendarEvent:
+    starts = datetime(year, 6, 13, 19, 30, tzinfo=ZoneInfo(zone))
+    return replace(SPEC, timezone=zone, starts_at=starts, ends_at=starts + timedelta(hours=2))
+
+
+EVENTS = [
+    spec_in("Europe/Amsterdam", 2018),
+    spec_in("Europe/Amsterdam", 2026),
+    replace(spec_in("Europe/Amsterdam", 2026), starts_at=datetime(2026, 12, 31, 23, 30, tzinfo=UTC)),
+    spec_in("America/New_York", 2026),
+]
+
+
+@pytest.mark.parametrize("spec", EVENTS, ids=lambda spec: f"{spec.timezone}-{spec.starts_at:%Y-%m-%d}")
+def test_every_onset_has_an_rdate_line_of_its_own_and_dtstart_is_one_of_them(spec: CalendarEvent) -> None:
+    data = build(spec=spec)
+    zone_text = data[data.index(b"BEGIN:VTIMEZONE") : data.index(b"END:VTIMEZONE")]
+    rdate_text = [line for line in zone_text.split(b"\r\n") if line.startswith(b"RDATE")]
+    assert rdate_text, "the VTIMEZONE lists no RDATE"
+    assert all(b"," not in line for line in rdate_text), rdate_text
+    (zone,) = Calendar.from_ical(data).walk("VTIMEZONE")
+    assert {sub.name for sub in zone.subcomponents} == {"STANDARD", "DAYLIGHT"}
+    for sub in zone.subcomponents:
+        lines = rdate_lines(sub)
+        assert [len(line.dts) for line in lines] == [1] * len(lines)
+        assert sub["DTSTART"].dt in [line.dts[0].dt for line in lines]
+
+
+@pytest.mark.parametrize("reader", [strict_onsets, icaljs_onsets], ids=["rfc5545", "ical.js"])
+@pytest.mark.parametrize("spec", EVENTS, ids=lambda spec: f"{spec.timezone}-{spec.starts_at:%Y-%m-%d}")
+def test_the_vtimezone_reads_as_zoneinfo_every_half_hour_of_the_years_it_covers(
+    spec: CalendarEvent, reader: Reader
+) -> None:
+    (zone,) = Calendar.from_ical(build(spec=spec)).walk("VTIMEZONE")
+    instants, offsets = offsets_read(zone, reader)
+    tz = ZoneInfo(spec.timezone)
+    year = spec.starts_at.astimezone(tz).year
+    moment = datetime(year - 1, 1, 1, tzinfo=tz).astimezone(UTC)
+    end = datetime(year + 2, 1, 1, tzinfo=tz).astimezone(UTC)
+    assert instants[0] <= moment, f"the VTIMEZONE starts at {instants[0]}, after {moment}"
+    wrong = []
+    while moment < end:
+        read = offsets[bisect_right(instants, moment) - 1]
+        if read != moment.astimezone(tz).utcoffset():
+            wrong.append(moment)
+        moment += timedelta(minutes=30)
+    assert not wrong, f"{len(wrong)} half hours read wrong, the first {wrong[0]} UTC"
