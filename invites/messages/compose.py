@@ -80,6 +80,19 @@ DKIM_HEADERS = (
 )
 
 
+class CancelledEvent(InputError):
+    """A message whose calendar part would put a cancelled event back in calendars: a REQUEST after the
+    CANCEL, with the cancellation's SEQUENCE, is taken as the newest version of the meeting."""
+
+    def __init__(self, slug: str, kind: str) -> None:
+        self.slug = slug
+        self.kind = kind
+        super().__init__(
+            f"event {slug!r} is cancelled: a {kind} carries a calendar REQUEST, which would put the meeting "
+            "back in every calendar that gets it; only the cancellation can be sent (kind cancellation)"
+        )
+
+
 @dataclass(frozen=True)
 class Composed:
     to: str
@@ -357,7 +370,10 @@ class Composer:
             unsubscribe_mailto or default_unsubscribe_mailto(sender), "the unsubscribe address"
         )
         self.method = CALENDAR_METHOD.get(kind)
-        # Checked here, before any recipient: an unknown kind or a broken template stops the whole send.
+        # Checked here, before any recipient: a REQUEST for a cancelled event, an unknown kind or a broken
+        # template stops the whole send.
+        if self.method is not None:
+            self._refuse_request(self.method)
         self._renderers = {language: self._renderer(language) for language in LANGUAGES}
         self._descriptions = {language: programme_text(event, language) for language in LANGUAGES}
         self._calendars: dict[tuple[str, str, str], CalendarTemplate] = {}
@@ -399,16 +415,28 @@ class Composer:
     def method_for(self, invitation: Invited, method: str | None = AUTO) -> str | None:
         """The iTIP method of the calendar part, or None for none. An rsvp-confirmation puts an accepted
         (or tentative) meeting in the calendar and takes a declined one out; a caller that knows the person
-        never accepted passes method=None."""
+        never accepted passes method=None. Raises CancelledEvent for a REQUEST when the event is cancelled."""
+        chosen: str | None
         if method != AUTO:
             if method not in (None, "REQUEST", "CANCEL"):
                 raise InputError(f"unsupported calendar method {method!r}")
-            return method
-        if self.kind == "rsvp-confirmation":
+            chosen = method
+        elif self.kind == "rsvp-confirmation":
             if invitation.answer is None:
-                return None
-            return "CANCEL" if invitation.answer == Answer.DECLINED else "REQUEST"
-        return self.method
+                chosen = None
+            else:
+                chosen = "CANCEL" if invitation.answer == Answer.DECLINED else "REQUEST"
+        else:
+            chosen = self.method
+        if chosen is not None:
+            self._refuse_request(chosen)
+        return chosen
+
+    def _refuse_request(self, method: str) -> None:
+        # After the CANCEL only another CANCEL may follow: a REQUEST of the same UID and SEQUENCE (or
+        # higher) is the newest version of the meeting to every calendar, which puts it back.
+        if method != "CANCEL" and self.event.status == EventStatus.CANCELLED:
+            raise CancelledEvent(self.event.slug, self.kind)
 
     def _calendar_template(self, language: str, method: str, answer: Answer | None) -> CalendarTemplate:
         confirming = self.kind == "rsvp-confirmation" and answer is not None

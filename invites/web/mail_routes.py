@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from invites.domain import evidence
 from invites.domain.errors import InputError, NotFound
-from invites.messages.compose import Invited, composer_for
+from invites.messages.compose import CancelledEvent, Invited, composer_for
 from invites.messages.rendering import Person
 from invites.messages.samples import sample_invitation, sample_recipient
 from invites.runtime import Runtime
@@ -24,6 +24,7 @@ from invites.services import unsubscribe as unsubscribing
 from invites.services.events import find_invitee, get_event
 from invites.web.auth import organiser_router
 from invites.web.deps import RuntimeDep, SessionDep
+from invites.web.pages import language, translate
 from invites.web.security import MESSAGE_CSP
 
 router = APIRouter()
@@ -38,12 +39,24 @@ PREVIEW_TYPES = {
 }
 
 
+def composing_error(exc: InputError, lang: str) -> str:
+    """Why a message cannot be composed, for the organiser: a cancelled event in their language."""
+    if isinstance(exc, CancelledEvent):
+        return translate(
+            "Deze bijeenkomst is afgelast. Dit bericht zou haar met een agenda-uitnodiging weer in de "
+            "agenda van de ontvanger zetten. Kies het bericht ‘Afgelasting’: dat haalt haar uit de agenda.",
+            lang,
+        )
+    return str(exc)
+
+
 def _plain(text: str, status_code: int) -> Response:
     return Response(text, status_code=status_code, media_type="text/plain; charset=utf-8")
 
 
 @preview_router.get("/preview/{slug}", response_model=None)
 def preview(
+    request: Request,
     slug: str,
     session: SessionDep,
     rt: RuntimeDep,
@@ -53,7 +66,8 @@ def preview(
     part: str = "html",
 ) -> Response:
     """One message as the recipient `to` (else a made-up person) would get it; `part` picks html, text,
-    subject, ics or the whole message (eml). A template error is a 400 that names the line and the cause."""
+    subject, ics or the whole message (eml). A template error is a 400 that names the line and the cause;
+    so is a message that would put a cancelled event back in calendars (a REQUEST)."""
     if part not in PREVIEW_TYPES:
         return _plain(f"part {part!r} is not one of {', '.join(PREVIEW_TYPES)}", 400)
     try:
@@ -66,11 +80,11 @@ def preview(
             recipient = sample_recipient(language=lang or event.language)
             invitation = sample_invitation(kind)
         composer = composer_for(rt.settings, event, kind, rt.templates, datetime.now(UTC))
-        language = lang or None
+        message_language = lang or None
         if part == "eml":
-            body: str | bytes = composer.compose(recipient, invitation, language).data
+            body: str | bytes = composer.compose(recipient, invitation, message_language).data
         else:
-            parts = composer.parts(recipient, invitation, language)
+            parts = composer.parts(recipient, invitation, message_language)
             if part == "ics":
                 if parts.ics is None:
                     return _plain(f"a {kind} message carries no calendar", 404)
@@ -80,7 +94,7 @@ def preview(
     except NotFound as exc:
         return _plain(str(exc), 404)
     except InputError as exc:
-        return _plain(str(exc), 400)
+        return _plain(composing_error(exc, language(request)), 400)
     # E-mail HTML keeps its styles inline; it runs no script and loads nothing but inline images.
     headers = {"Content-Security-Policy": MESSAGE_CSP} if part == "html" else None
     return Response(body, media_type=PREVIEW_TYPES[part], headers=headers)

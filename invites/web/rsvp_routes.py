@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from invites.domain import evidence
 from invites.domain.errors import InputError, NotFound
 from invites.domain.reference import LANGUAGES
+from invites.domain.states import EventStatus
 from invites.messages.compose import Composer
 from invites.messages.rendering import event_context
 from invites.runtime import Runtime
@@ -198,9 +199,11 @@ def rsvp_ics(token: str, session: SessionDep, rt: RuntimeDep) -> Response:
         view = rsvp.find_by_token(session, rt.settings.secret_key, token)
     except NotFound:
         return Response("Niet gevonden", status_code=404, media_type="text/plain; charset=utf-8")
+    # A link in an old invitation, followed after the event was cancelled, must take the meeting out.
+    cancelled = view.event.status == EventStatus.CANCELLED
     composer = Composer(
         view.event,
-        "invitation",
+        "cancellation" if cancelled else "invitation",
         rt.templates,
         sender=rt.settings.sender,
         base_url=rt.settings.base_url,
@@ -210,6 +213,6 @@ def rsvp_ics(token: str, session: SessionDep, rt: RuntimeDep) -> Response:
     data = composer.calendar(view.recipient, view.invitation, view.recipient.language) or b""
     return Response(
         data,
-        media_type="text/calendar; charset=utf-8; method=REQUEST",
+        media_type=f"text/calendar; charset=utf-8; method={composer.method}",
         headers={"Content-Disposition": 'attachment; filename="invite.ics"'},
     )

@@ -27,6 +27,7 @@ from invites.services.events import get_event
 from invites.web.api import segment_query
 from invites.web.auth import OrganiserDep, organiser_router
 from invites.web.deps import RuntimeDep, SessionDep, get_runtime
+from invites.web.mail_routes import composing_error
 from invites.web.pages import language, render, translate
 
 router = organiser_router(include_in_schema=False)
@@ -104,7 +105,7 @@ def _preview_context(
         composer = composer_for(rt.settings, event, kind, rt.templates, now())
         parts = composer.parts(sample_recipient(language=lang), sample_invitation(kind), lang)
     except InputError as exc:
-        context["error"] = str(exc)
+        context["error"] = composing_error(exc, language(request))
         return context, 400
     context.update(subject=parts.subject, text=parts.text)
     if parts.ics is not None:
@@ -154,7 +155,9 @@ def preview_test(
         )
     except (InputError, NotFound, testsend.NotSent) as exc:
         context, _ = _preview_context(request, rt, event, kind, lang, "desktop")
-        context["send_error"] = str(exc)
+        context["send_error"] = (
+            composing_error(exc, language(request)) if isinstance(exc, InputError) else str(exc)
+        )
         status = 502 if isinstance(exc, testsend.NotSent) else 400
         return render(request, "preview.html", context, status_code=status)
     query = urlencode({"kind": kind, "lang": lang or event.language, "tested": "1"})
