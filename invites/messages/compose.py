@@ -88,7 +88,7 @@ class CancelledEvent(InputError):
         self.slug = slug
         self.kind = kind
         super().__init__(
-            f"event {slug!r} is cancelled: a {kind} carries a calendar REQUEST, which would put the meeting "
+            f"event {slug!r} is cancelled: its {kind} would carry a calendar REQUEST, which puts the meeting "
             "back in every calendar that gets it; only the cancellation can be sent (kind cancellation)"
         )
 

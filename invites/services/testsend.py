@@ -46,8 +46,9 @@ def send_test(
     """Compose the message for a made-up person at `address` and hand it to INVITES_SMTP_URL right away
     (without one, to a local sink writing var/outbox). No outbox row: nobody in the audience is touched.
 
-    Raises NotFound for an unknown event, InputError for an unknown kind or language or a broken template,
-    and NotSent when the server refuses the message.
+    Raises NotFound for an unknown event, InputError for an unknown kind or language or a broken template
+    (CancelledEvent for a kind that would carry a REQUEST for a cancelled event: the made-up person has
+    accepted, so an rsvp-confirmation too), and NotSent when the server refuses the message.
     """
     with factory() as session:
         event = get_event(session, slug)

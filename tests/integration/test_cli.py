@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from invites import db
+from invites.adapters.sink import stored_messages
 from invites.db.models import ImportJob, Invitation, Recipient, Suppression
 from invites.domain.eventfile import parse_event_file
 from invites.readmodels.status import event_status
@@ -255,3 +256,51 @@ def test_status_and_render_for_an_imported_audience(runtime: Any, settings: Any,
     assert stranger.returncode == 1
     assert stranger.stdout == ""
     assert "onbekend@example.org is not invited" in one_line(stranger.stderr)
+
+
+def test_a_cancelled_event_renders_and_test_sends_its_cancellation_and_never_a_request(
+    runtime: Any, settings: Any, sink: Any
+) -> None:
+    load_example_event(runtime)
+    with db.transaction(runtime.sessions) as session:
+        import_list(session, get_event(session, SLUG), AUDIENCE_FILE.read_bytes(), AUDIENCE_FILE.name, NOW)
+    address = "stijn.berg@amersfoort.example.nl"
+    before = parse(run_cli(settings, "render", SLUG, "--to", address).stdout.encode())
+    assert before.get_body(("plain",)) is not None
+    run_cli(settings, "event", "cancel", SLUG, "--reason", "De zaal is niet beschikbaar.")
+
+    refused = (
+        "is cancelled: its {} would carry a calendar REQUEST, which puts the meeting back in every calendar"
+    )
+    for kind in ("invitation", "reminder", "update"):
+        rendered = run_cli(settings, "render", SLUG, "--to", address, "--kind", kind, check=False)
+        assert rendered.returncode == 1, kind
+        assert rendered.stdout == ""
+        assert refused.format(kind) in one_line(rendered.stderr), rendered.stderr
+    # A test send's made-up person has accepted, so their confirmation would put the meeting back too.
+    for kind in ("invitation", "rsvp-confirmation"):
+        tested = run_cli(
+            settings, "send", SLUG, "--test-to", "organisator@example.org", "--kind", kind, check=False
+        )
+        assert tested.returncode == 1, kind
+        assert refused.format(kind) in one_line(tested.stderr), tested.stderr
+    # This person never answered: their confirmation has nothing to put in a calendar.
+    unanswered = parse(
+        run_cli(settings, "render", SLUG, "--to", address, "--kind", "rsvp-confirmation").stdout.encode()
+    )
+    assert [p for p in unanswered.walk() if p.get_content_type() == "text/calendar"] == []
+
+    cancellation = parse(
+        run_cli(settings, "render", SLUG, "--to", address, "--kind", "cancellation").stdout.encode()
+    )
+    calendar = next(p for p in cancellation.walk() if p.get_content_type() == "text/calendar")
+    assert calendar.get_param("method") == "CANCEL"
+    assert b"SEQUENCE:1\r\n" in calendar.get_payload(decode=True)
+    sent = run_cli(settings, "send", SLUG, "--test-to", "organisator@example.org", "--kind", "cancellation")
+    assert "test cancellation sent to organisator@example.org" in sent.stdout
+    # The sink got the one test cancellation, and not one of the refused test sends.
+    [message] = stored_messages(sink.directory)
+    received = parse(message.read_bytes())
+    assert received["Subject"].startswith("[TEST] ")
+    [part] = [p for p in received.walk() if p.get_content_type() == "text/calendar"]
+    assert part.get_param("method") == "CANCEL"

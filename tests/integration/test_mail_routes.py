@@ -21,9 +21,10 @@ from invites.adapters.sink import stored_messages
 from invites.db.models import HeldAnswer, Invitation, Recipient, Suppression
 from invites.domain.eventfile import parse_event_file
 from invites.domain.states import HeldKind, HeldState
-from invites.domain.tokens import unsubscribe_token
+from invites.domain.tokens import make_token, unsubscribe_token
+from invites.services.cancellation import cancel_event
 from invites.services.events import get_event, load_event
-from tests.conftest import EVENT_FILE, NOW, ROOT, as_person, run_cli, settings_env, wait_until
+from tests.conftest import EVENT_FILE, NOW, ROOT, as_person, run_cli, settings_env, sign_in, wait_until
 
 SLUG = "lokaal-samenspel-2018"
 ADDRESS = "zoe@example.org"
@@ -101,6 +102,57 @@ def test_preview_reports_a_template_error_with_its_line(
     assert escape.status_code == 400 and "unknown message kind 'spam'" in escape.text
     assert stranger.status_code == 404 and missing.status_code == 404
     assert wrong_part.status_code == 400
+
+
+CANCELLED = (
+    "Deze bijeenkomst is afgelast. Dit bericht zou haar met een agenda-uitnodiging weer in de agenda van de "
+    "ontvanger zetten. Kies het bericht ‘Afgelasting’: dat haalt haar uit de agenda."
+)
+
+
+def test_the_preview_of_a_cancelled_event_says_so_and_shows_only_its_cancellation(
+    web: str, runtime: Any, settings: Any, sink: Any, guest: Guest, organiser: Any
+) -> None:
+    cancel_event(
+        runtime.sessions,
+        SLUG,
+        "De zaal is niet beschikbaar.",
+        settings,
+        runtime.templates,
+        runtime.enqueue,
+        NOW,
+    )
+    with httpx.Client(base_url=web, headers=organiser.headers) as api:
+        for kind in ("invitation", "reminder", "update", "rsvp-confirmation"):
+            for part in ("html", "ics", "eml"):
+                refused = api.get(f"/preview/{SLUG}", params={"kind": kind, "part": part})
+                assert (refused.status_code, refused.text) == (400, CANCELLED), (kind, part)
+        ics = api.get(f"/preview/{SLUG}", params={"to": ADDRESS, "kind": "cancellation", "part": "ics"})
+    assert ics.status_code == 200
+    calendar = Calendar.from_ical(ics.content)
+    assert str(calendar["METHOD"]) == "CANCEL"
+    assert calendar.walk("VEVENT")[0]["SEQUENCE"] == 1
+
+    with httpx.Client(base_url=web) as browser:
+        sign_in(browser, organiser)
+        page = browser.get(f"/events/{SLUG}/preview")
+        assert page.status_code == 400
+        assert CANCELLED in page.text and "<iframe" not in page.text
+        cancellation = browser.get(f"/events/{SLUG}/preview", params={"kind": "cancellation"})
+        assert cancellation.status_code == 200 and "<iframe" in cancellation.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', cancellation.text)
+        assert token, cancellation.text
+        tested = browser.post(
+            f"/events/{SLUG}/preview/test", data={"kind": "invitation", "lang": "nl", "csrf_token": token[1]}
+        )
+        assert tested.status_code == 400 and CANCELLED in tested.text
+        assert stored_messages(sink.directory) == [], "the refused test send reached nobody"
+
+        # The calendar link in an invitation sent before: followed now, it takes the meeting out.
+        link = browser.get(f"/r/{make_token(settings.secret_key, guest.public_id, 1)}/invite.ics")
+    assert link.status_code == 200
+    assert "method=CANCEL" in link.headers["content-type"]
+    assert str(Calendar.from_ical(link.content)["METHOD"]) == "CANCEL"
 
 
 def suppressed(runtime: Any) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -26,9 +27,10 @@ from invites.db.models import Base, Event, Invitation, Recipient
 from invites.domain.errors import InputError
 from invites.domain.eventfile import parse_event_file
 from invites.domain.reference import LANGUAGES
-from invites.domain.states import Answer
+from invites.domain.states import Answer, EventStatus
 from invites.domain.tokens import make_token, new_public_id, unsubscribe_token
 from invites.messages.compose import (
+    CancelledEvent,
     Composed,
     Composer,
     DkimKey,
@@ -563,6 +565,81 @@ def test_rsvp_confirmation_without_a_calendar(world: World) -> None:
     assert parts(message, "text/calendar") == []
     with pytest.raises(InputError, match="unsupported calendar method"):
         composer.compose(world.zoe, declined, method="PUBLISH")
+
+
+# --- A cancelled event ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def cancelled(world: World) -> Iterator[None]:
+    """The event as cancellation.cancel_event leaves it: cancelled, its SEQUENCE raised."""
+    event = world.event
+    before = (event.status, event.sequence)
+    event.status, event.sequence = EventStatus.CANCELLED, event.sequence + 1
+    try:
+        yield
+    finally:
+        event.status, event.sequence = before
+
+
+def answered(world: World, answer: Answer | None) -> Invitation:
+    return Invitation(public_id=world.zoe_invitation.public_id, token_version=1, answer=answer)
+
+
+@pytest.mark.parametrize("kind", ["invitation", "reminder", "update"])
+def test_no_kind_that_carries_a_request_can_be_composed_for_a_cancelled_event(
+    world: World, kind: str
+) -> None:
+    world.composer(kind)  # composes while the event stands
+    with cancelled(world), pytest.raises(CancelledEvent) as raised:
+        world.composer(kind)
+    assert isinstance(raised.value, InputError)
+    assert (raised.value.slug, raised.value.kind) == (world.event.slug, kind)
+    assert str(raised.value) == (
+        f"event {world.event.slug!r} is cancelled: its {kind} would carry a calendar REQUEST, which puts the "
+        "meeting back in every calendar that gets it; only the cancellation can be sent (kind cancellation)"
+    )
+
+
+def test_a_cancelled_event_still_composes_its_cancellation_with_the_raised_sequence(world: World) -> None:
+    with cancelled(world):
+        composer = world.composer("cancellation")
+        message = parse(composer.compose(world.zoe, world.zoe_invitation))
+        reference = composer.reference(world.zoe, world.zoe_invitation)
+        sequence = world.event.sequence
+    [calendar_part] = parts(message, "text/calendar")
+    assert calendar_part.get_param("method") == "CANCEL"
+    [event] = Calendar.from_ical(calendar_part.get_content()).walk("VEVENT")
+    assert str(event["STATUS"]) == "CANCELLED"
+    assert event["SEQUENCE"] == sequence, "the SEQUENCE cancel_event raised, not one more"
+    assert reference.method == "CANCEL" and reference.ics == calendar_part.get_content().encode()
+
+
+def test_an_explicit_request_for_a_cancelled_event_is_refused_on_every_path(world: World) -> None:
+    with cancelled(world):
+        composer = world.composer("cancellation")
+        for attempt in (composer.compose, composer.parts, composer.reference, composer.calendar):
+            with pytest.raises(CancelledEvent, match="is cancelled"):
+                attempt(world.zoe, world.zoe_invitation, method="REQUEST")
+        assert composer.method_for(world.zoe_invitation, "CANCEL") == "CANCEL"
+        message = parse(composer.compose(world.zoe, world.zoe_invitation, method=None))
+    assert parts(message, "text/calendar") == []
+
+
+def test_a_confirmation_for_a_cancelled_event_only_ever_takes_the_meeting_out(world: World) -> None:
+    with cancelled(world):
+        composer = world.composer("rsvp-confirmation")
+        for answer in (Answer.ACCEPTED, Answer.TENTATIVE):
+            with pytest.raises(CancelledEvent, match="its rsvp-confirmation would carry a calendar REQUEST"):
+                composer.compose(world.zoe, answered(world, answer))
+            with pytest.raises(CancelledEvent):
+                composer.calendar(world.zoe, answered(world, answer))
+        declined = parse(composer.compose(world.zoe, answered(world, Answer.DECLINED)))
+        never = parse(composer.compose(world.zoe, answered(world, None)))
+        waitlist = parse(world.composer("waitlist").compose(world.zoe, world.zoe_invitation))
+    [calendar_part] = parts(declined, "text/calendar")
+    assert calendar_part.get_param("method") == "CANCEL"
+    assert parts(never, "text/calendar") == [] and parts(waitlist, "text/calendar") == []
 
 
 # --- The fast path says exactly what the plain rendering says ---------------------------------------------
