@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -117,6 +118,29 @@ class Settings(BaseSettings):
     bounce_domain: str = ""
     bounce_imap_url: str = ""
     bounce_poll_seconds: int = 120
+    # Exposure (README "Health, metrics and proxies"): the proxies whose X-Forwarded-For and -Proto are
+    # believed (comma-separated addresses or CIDR networks; empty: none, the peer is the client); the networks
+    # whose clients see /readyz's details and may scrape /metrics; the bearer token that may scrape /metrics;
+    # and how many seconds /readyz's last check is served before the next one runs.
+    trusted_proxies: str = ""
+    health_networks: str = ""
+    metrics_token: str = ""
+    health_cache_seconds: float = 5.0
+
+    @field_validator("trusted_proxies", "health_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        for part in filter(None, (part.strip() for part in value.split(","))):
+            if part == "*":
+                continue
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{part!r} is not an IP address or a CIDR network such as 10.0.0.0/8; "
+                    "give a comma-separated list of them"
+                ) from None
+        return value
 
     @field_validator("smtp_url")
     @classmethod
@@ -142,6 +166,16 @@ class Settings(BaseSettings):
     @property
     def sender(self) -> str:
         return self.from_
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
+
+    @property
+    def health_network_list(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        parts = [part.strip() for part in self.health_networks.split(",")]
+        everyone = ["0.0.0.0/0", "::/0"] if "*" in parts else []
+        return [ipaddress.ip_network(part, strict=False) for part in everyone + parts if part and part != "*"]
 
     @property
     def trusted_authserv_ids(self) -> frozenset[str]:
