@@ -1,4 +1,5 @@
-"""/metrics over real HTTP: the counters an operator graphs, computed from the database and Redis."""
+"""/metrics over real HTTP: the counters an operator graphs, computed from the database and Redis; and who
+may scrape them (INVITES_METRICS_TOKEN, INVITES_HEALTH_NETWORKS, production's refusal)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from invites.services.events import load_event
 from invites.services.imports import import_list
 from invites.services.rsvp import record_answer
 from tests.conftest import EVENT_FILE, NOW
+from tests.integration.test_health import runtime_with, serving
 
 SLUG = "lokaal-samenspel-2018"
 AUDIENCE = "e-mail,naam\n" + "".join(f"persoon{i}@example.org,Persoon {i}\n" for i in range(5))
@@ -82,3 +84,53 @@ def test_metrics_expose_messages_answers_queue_depth_and_latency(
     assert metrics[("invites_send_latency_seconds_bucket", (("le", "5.0"),))] == 1
     assert metrics[("invites_send_latency_seconds_bucket", (("le", "300.0"),))] == 2
     assert metrics[("invites_send_latency_seconds_bucket", (("le", "+Inf"),))] == 2
+
+
+TOKEN = "scrape-secret-0123456789abcdef"
+
+
+def test_metrics_need_the_token_once_one_is_set(runtime: Any, settings: Any) -> None:
+    with runtime_with(settings, metrics_token=TOKEN) as rt, serving(rt) as base:
+        nothing = httpx.get(f"{base}/metrics")
+        wrong = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer scrape-secret-guessed"})
+        right = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    for refused in (nothing, wrong):
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "INVITES_METRICS_TOKEN" in refused.text
+        assert "invites_messages" not in refused.text
+    assert right.status_code == 200
+    assert "invites_messages" in right.text
+
+
+def test_metrics_answer_only_the_monitoring_network(runtime: Any, settings: Any) -> None:
+    with runtime_with(settings, health_networks="127.0.0.0/8") as rt, serving(rt) as base:
+        inside = httpx.get(f"{base}/metrics")
+    with runtime_with(settings, health_networks="10.0.0.0/8, fd00::/8") as rt, serving(rt) as base:
+        outside = httpx.get(f"{base}/metrics")
+        # From an untrusted peer (no INVITES_TRUSTED_PROXIES) a forged header changes nothing.
+        forged = httpx.get(f"{base}/metrics", headers={"X-Forwarded-For": "10.1.2.3"})
+    assert inside.status_code == 200 and "invites_messages" in inside.text
+    for refused in (outside, forged):
+        assert refused.status_code == 403
+        assert "INVITES_HEALTH_NETWORKS" in refused.text
+
+
+def test_metrics_through_a_trusted_proxy_count_the_client_it_names(runtime: Any, settings: Any) -> None:
+    changes = {"health_networks": "10.0.0.0/8", "trusted_proxies": "127.0.0.1"}
+    with runtime_with(settings, **changes) as rt, serving(rt) as base:
+        monitoring = httpx.get(f"{base}/metrics", headers={"X-Forwarded-For": "10.1.2.3"})
+        elsewhere = httpx.get(f"{base}/metrics", headers={"X-Forwarded-For": "192.0.2.7"})
+    assert monitoring.status_code == 200
+    assert elsewhere.status_code == 403
+
+
+def test_production_closes_metrics_until_a_token_or_network_is_set(runtime: Any, settings: Any) -> None:
+    with runtime_with(settings, env="production") as rt, serving(rt) as base:
+        closed = httpx.get(f"{base}/metrics")
+    with runtime_with(settings, env="production", metrics_token=TOKEN) as rt, serving(rt) as base:
+        opened = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert closed.status_code == 403
+    assert "INVITES_METRICS_TOKEN" in closed.text and "INVITES_HEALTH_NETWORKS" in closed.text
+    assert "invites_messages" not in closed.text
+    assert opened.status_code == 200 and "invites_messages" in opened.text
