@@ -15,6 +15,7 @@ from invites import db
 from invites.adapters import embedded
 from invites.adapters.embedded import broker_url
 from invites.cli.processes import start_worker, stop_process
+from invites.cli.serving import uvicorn_options
 from invites.cli.terminal import fail, wait_for_delivery
 from invites.db.models import Invitation
 from invites.domain.eventfile import parse_event_file
@@ -76,7 +77,7 @@ def run_demo(
         # Built before the line is printed: a link opened right after it must find the app being served.
         app = create_app(runtime)
         console.print("serving; press Ctrl-C to stop")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, **uvicorn_options(settings), log_level="warning")
     finally:
         if beat is not None:
             stop_process(beat)

@@ -25,10 +25,10 @@ from rich.progress import (
 from rich.table import Table
 
 from invites import db
-from invites.adapters import logs
 from invites.adapters.embedded import broker_url
 from invites.cli.demo import run_demo
 from invites.cli.processes import exec_celery
+from invites.cli.serving import uvicorn_options
 from invites.cli.terminal import err, fail, out, wait_for_delivery
 from invites.cli.users import user_app
 from invites.db.segments import coverage
@@ -484,7 +484,8 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
-    """Run the web app (RSVP pages, status, outbox) under uvicorn."""
+    """Run the web app (RSVP pages, status, outbox) under uvicorn; X-Forwarded-For is believed only from
+    INVITES_TRUSTED_PROXIES."""
     settings = Runtime.current().settings  # refuses to start in production with development settings
     uvicorn.run(
         "invites.web.app:create_app",
@@ -492,7 +493,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_config=logs.uvicorn_config(settings),
+        **uvicorn_options(settings),
     )
 
 

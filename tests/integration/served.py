@@ -48,7 +48,7 @@ def invites_serve(settings: Any, log: Path, **env: str) -> Iterator[Served]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(
-            lambda: _answers(url) or process.poll() is not None, timeout=90, what="`invites serve` to answer"
+            lambda: _answers(url) or process.poll() is not None, timeout=180, what="`invites serve` to answer"
         )
         assert process.poll() is None, log.read_text(errors="replace")
         yield Served(url, log)
