@@ -29,7 +29,7 @@ KEPT = 4
 # domain/tokens.py) wherever else it turns up: a mailto's subject, a message, a traceback.
 TOKEN_PATH = re.compile(r"(/[ru]/)([^/?#\s\"'<>\\]+)")
 TOKEN_QUERY = re.compile(r"([?&;](?:via|token)=)([^&#\s\"'<>\\]+)", re.IGNORECASE)
-TOKEN_SHAPE = re.compile(r"(?<![\w-])([\w-]{16})\.[\w-]{22}(?![\w-])", re.ASCII)
+TOKEN_SHAPE = re.compile(r"([\w-]{16})\.[\w-]{22}(?![\w-])", re.ASCII)
 
 
 def _kept(match: re.Match[str]) -> str:
