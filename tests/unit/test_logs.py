@@ -24,7 +24,8 @@ from invites.adapters.logs import (
 from invites.domain.tokens import make_token, new_public_id, unsubscribe_token
 from invites.settings import Settings
 
-TOKEN = make_token("test-secret-key", new_public_id(), 1)
+# Fixed, so every test process collects the same parameter ids.
+TOKEN = make_token("test-secret-key", "vp2nxQ0aK7pLm3Rs", 1)
 CUT = TOKEN[:4] + "…"
 
 
