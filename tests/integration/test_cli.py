@@ -145,6 +145,10 @@ def test_import_reports_every_row_and_a_second_import_only_updates(
         "duplicates": 1,
         "suppressed": 1,
         "warnings": ["line 6: unknown role 'Voorzitter Coöperatie'"],
+        "rejected_count": 1,
+        "warning_count": 1,
+        "encoding": "cp1252",  # the list is written in Windows-1252, as a Dutch Excel saves it
+        "encoding_chosen": False,
     }
     assert [{k: v for k, v in r.items() if k != "reason"} for r in rejected] == [
         {"line": 4, "column": "E-mailadres"}

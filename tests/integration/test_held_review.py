@@ -4,8 +4,9 @@ it is in no count, export or reminder audience."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import select, update
@@ -99,7 +100,10 @@ def test_held_answers_are_in_no_export_and_no_reminders_audience(
         assert client.post(f"/r/{links[0]}", data={"answer": "accepted", **CHOICE}).status_code == 202
         person = as_person(settings, links[1], {"answer": "accepted", **CHOICE})
         assert client.post(f"/r/{links[1]}", data=person).status_code == 303
-    now = datetime.now(UTC)
+    # Tomorrow at noon in Amsterdam: inside the reminders' sending hours whenever the test runs.
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    noon = datetime.combine(tomorrow, time(12), ZoneInfo("Europe/Amsterdam"))
+    now = noon.astimezone(UTC)
     with db.transaction(runtime.sessions) as session:
         event = get_event(session, SLUG)
         event.starts_at, event.ends_at = now + timedelta(days=3), now + timedelta(days=3, hours=2)
