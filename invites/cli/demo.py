@@ -42,7 +42,7 @@ def demo_organiser(runtime: Runtime, now: datetime) -> str:
         if user is None:
             accounts.add_user(session, DEMO_ORGANISER, password, now, name="Organisator (demo)")
         else:
-            accounts.set_password(session, user, password)
+            accounts.set_password(session, user, password, now)
     return password
 
 

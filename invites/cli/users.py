@@ -63,15 +63,21 @@ def user_add(
 
 @user_app.command("password")
 def user_password(email: str, password_stdin: PasswordStdin = False) -> None:
-    """Set a new password; every session of this organiser ends."""
+    """Set a new password; every session of this organiser ends and every API token is revoked."""
     password, made_up = _password(password_stdin)
     runtime = Runtime.current()
     try:
         with db.transaction(runtime.sessions) as session:
-            accounts.set_password(session, accounts.get_user(session, email), password)
+            user = accounts.get_user(session, email)
+            revoked = sum(1 for token in user.tokens if token.revoked_at is None)
+            accounts.set_password(session, user, password, datetime.now(UTC))
     except (InputError, NotFound) as exc:
         raise _fail(str(exc)) from exc
-    out.print(f"new password for {email.strip()}; signed out everywhere", highlight=False)
+    out.print(
+        f"new password for {email.strip()}; signed out everywhere, {revoked} API token(s) revoked"
+        " (make new ones with `invites user token`)",
+        highlight=False,
+    )
     if made_up:
         out.print(f"password (shown once): {password}", highlight=False)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -72,19 +72,21 @@ def list_users(session: Session) -> list[Organiser]:
     return list(session.scalars(select(Organiser).order_by(Organiser.email)))
 
 
-def set_password(session: Session, user: Organiser, password: str) -> None:
+def set_password(session: Session, user: Organiser, password: str, now: datetime) -> None:
+    """A new password, and nothing the old one let in still works: every session ends and every API token
+    is revoked (a changed password is how an organiser shuts out whoever learned the old one, and a
+    token made with it is as good as the password). The caller commits."""
     check_password(password)
     user.password_hash = _hasher.hash(password)
-    end_sessions(user, datetime.now(UTC))
+    end_sessions(user, now)
+    revoke_tokens(user, now)
 
 
 def deactivate(session: Session, user: Organiser, now: datetime) -> None:
     """Sign the organiser out everywhere and stop every token; the row stays for the audit trail."""
     user.active = False
     end_sessions(user, now)
-    for token in user.tokens:
-        if token.revoked_at is None:
-            token.revoked_at = now
+    revoke_tokens(user, now)
 
 
 def authenticate(session: Session, email: str, password: str, now: datetime) -> Organiser | None:
@@ -135,6 +137,13 @@ def revoke_token(session: Session, user: Organiser, token_id: int, now: datetime
     if token is None or token.organiser_id != user.id:
         raise NotFound(f"{user.email} has no API token {token_id}")
     token.revoked_at = token.revoked_at or now
+
+
+def revoke_tokens(user: Organiser, now: datetime) -> None:
+    """Stop every API token of the organiser that still works. The caller commits."""
+    for token in user.tokens:
+        if token.revoked_at is None:
+            token.revoked_at = now
 
 
 def start_session(session: Session, user: Organiser, now: datetime, user_agent: str = "") -> str:

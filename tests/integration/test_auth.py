@@ -200,24 +200,35 @@ def test_api_tokens_are_shown_once_stored_hashed_and_revocable(
         assert client.get("/api/v1/events/x1/status", headers=organiser.headers).status_code == 401
 
 
-def test_a_password_change_or_removal_ends_every_session(
+def test_a_password_change_or_removal_ends_every_session_and_token(
     web: str, runtime: Any, organiser: SignedInOrganiser
 ) -> None:
-    with httpx.Client(base_url=web) as browser:
+    with httpx.Client(base_url=web) as browser, httpx.Client(base_url=web) as script:
         sign_in(browser, organiser)
         assert browser.get("/").status_code == 200
+        assert script.get("/api/v1/events/x1/status", headers=organiser.headers).status_code == 404
         with db.transaction(runtime.sessions) as session:
             accounts.set_password(
-                session, accounts.get_user(session, organiser.email), "a brand new password"
+                session, accounts.get_user(session, organiser.email), "a brand new password", NOW
             )
         assert browser.get("/").status_code == 303
+        # Whoever learned the old password may have made a token with it: that token stops too.
+        stale = script.get("/api/v1/events/x1/status", headers=organiser.headers)
+        assert stale.status_code == 401 and stale.headers["www-authenticate"] == "Bearer"
+    with runtime.sessions() as session:
+        tokens = accounts.get_user(session, organiser.email).tokens
+        assert [token.revoked_at is not None for token in tokens] == [True]
+    with db.transaction(runtime.sessions) as session:
+        fresh = accounts.issue_token(session, accounts.get_user(session, organiser.email), "new", NOW)
+    renewed = SignedInOrganiser(organiser.email, "a brand new password", fresh.secret)
     with httpx.Client(base_url=web) as browser:
-        sign_in(browser, SignedInOrganiser(organiser.email, "a brand new password", organiser.token))
+        sign_in(browser, renewed)
         assert browser.get("/").status_code == 200
+        assert browser.get("/api/v1/events/x1/status", headers=renewed.headers).status_code == 404
         with db.transaction(runtime.sessions) as session:
             accounts.deactivate(session, accounts.get_user(session, organiser.email), NOW)
         assert browser.get("/").status_code == 303
-        assert browser.get("/api/v1/events/x1/status", headers=organiser.headers).status_code == 401
+        assert browser.get("/api/v1/events/x1/status", headers=renewed.headers).status_code == 401
 
 
 def test_security_headers(web: str, organiser: SignedInOrganiser, runtime: Any) -> None:
@@ -284,6 +295,24 @@ def test_the_user_commands(settings: Any, web: str) -> None:
         assert client.get("/").status_code == 200
     listing = run_cli(settings, "user", "list").stdout
     assert "beheer@example.org" in listing and "zelf@example.org" in listing
+
+    # A new password stops the tokens made before it, and says so; a token made after it works.
+    renewed = run_cli(
+        settings,
+        "user",
+        "password",
+        "beheer@example.org",
+        "--password-stdin",
+        input_text="een nieuw wachtwoord\n",
+    )
+    assert "1 API token(s) revoked" in renewed.stdout, renewed.stdout
+    second = run_cli(settings, "user", "token", "beheer@example.org").stdout.strip()
+    with httpx.Client(base_url=web) as client:
+        old_token = client.get("/api/v1/events/x1/status", headers={"Authorization": f"Bearer {token}"})
+        assert old_token.status_code == 401
+        new_token = client.get("/api/v1/events/x1/status", headers={"Authorization": f"Bearer {second}"})
+        assert new_token.status_code == 404
+    token = second
     run_cli(settings, "user", "remove", "beheer@example.org")
     with httpx.Client(base_url=web) as client:
         assert (
