@@ -5,7 +5,8 @@
   holds: signing out ends that row, a password change or a removed account ends them all.
 - Every state-changing request made with the cookie carries the session's CSRF token, in the form field
   `csrf_token` or the header X-CSRF-Token. Bearer-token requests carry no cookie, so need none.
-- Failed sign-ins are limited per client address and per e-mail address, in Redis like the RSVP limits.
+- Failed sign-ins are limited per (e-mail address, client address), per client and per account, in Redis
+  like the RSVP limits (invites/adapters/ratelimit.py says how, and why so).
 
 Organiser routers are made with `organiser_router()`, so no route can be added without the check; a test
 walks every route of the app to prove it.
@@ -25,7 +26,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
-from invites.adapters.ratelimit import Limit
 from invites.domain.reference import LANGUAGES
 from invites.runtime import Runtime
 from invites.services import accounts
@@ -37,8 +37,6 @@ from invites.web.pages import render, translate
 SESSION_COOKIE = "invites_session"
 SESSION_SECONDS = 12 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SIGNIN_PER_CLIENT = Limit("signin-client", 20, 300)
-SIGNIN_PER_ADDRESS = Limit("signin-address", 10, 900)
 
 
 @dataclass(frozen=True)
@@ -185,20 +183,16 @@ async def login(
     address = email.strip().lower()[:320]
     limiter = rt.limiter
     context = {"next": safe_next(next), "email": email}
-    # Only failed attempts count, per client and per address: guessing stops, signing in never does.
-    blocked = await run_in_threadpool(
-        lambda: limiter.exceeded(SIGNIN_PER_CLIENT, client) or limiter.exceeded(SIGNIN_PER_ADDRESS, address)
-    )
-    if blocked:
+    # Only failed attempts count: guessing from one client stops that client, never the organiser's own.
+    if await run_in_threadpool(limiter.signin_refused, address, client):
         message = translate("Te veel pogingen. Wacht een paar minuten en probeer het opnieuw.", lang)
         return render(request, "login.html", {**context, "error": message}, status_code=429)
     sid = await run_in_threadpool(_sign_in, rt, email, password, request.headers.get("user-agent", ""))
     if sid is None:
-        await run_in_threadpool(
-            lambda: (limiter.allow(SIGNIN_PER_CLIENT, client), limiter.allow(SIGNIN_PER_ADDRESS, address))
-        )
+        await run_in_threadpool(limiter.signin_failed, address, client)
         message = translate("Dit e-mailadres en wachtwoord horen niet bij elkaar.", lang)
         return render(request, "login.html", {**context, "error": message}, status_code=400)
+    await run_in_threadpool(limiter.signin_succeeded, address, client)
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in: no session fixation
     request.session.update({"sid": sid, "lang": lang})
     return RedirectResponse(safe_next(next), status_code=303)

@@ -7,6 +7,8 @@ who is not signed in, and refuse a signed-in browser's state-changing request wi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -14,9 +16,10 @@ import pytest
 from starlette.routing import Mount
 
 from invites import db
+from invites.adapters.embedded import broker_url, client_for
+from invites.adapters.ratelimit import SIGNIN, Limit, RateLimiter, SignInLimits
 from invites.services import accounts
 from invites.web.app import create_app
-from invites.web.auth import SIGNIN_PER_ADDRESS, SIGNIN_PER_CLIENT
 from tests.conftest import NOW, SignedInOrganiser, keep_loopback_cookies, run_cli, serve, sign_in
 
 # What a visitor may reach without signing in: recipients' pages (they carry their own token), the public
@@ -159,31 +162,99 @@ def test_sign_in_never_redirects_to_another_site(web: str, organiser: SignedInOr
             assert response.status_code == 303 and response.headers["location"] == "/", target
 
 
-def test_failed_sign_ins_are_limited_per_address(web: str, runtime: Any) -> None:
-    from invites.adapters.embedded import broker_url, client_for
+def from_address(web: str, local: str) -> httpx.Client:
+    """A browser whose connections come from `local` (any 127.x.y.z is this machine on Linux loopback), so
+    the app sees a different client address for each."""
+    return keep_loopback_cookies(
+        httpx.Client(base_url=web, transport=httpx.HTTPTransport(local_address=local), timeout=30)
+    )
 
-    email = f"limited-{runtime.settings.database_url[-8:].replace('/', '')}@example.org".lower()
-    with db.transaction(runtime.sessions) as session:
-        accounts.add_user(session, email, "the right password", NOW)
+
+class LoginForm:
+    """The sign-in form of one browser, fetched once (with its CSRF token) and posted as often as asked."""
+
+    def __init__(self, browser: httpx.Client) -> None:
+        self.browser = browser
+        self.csrf = csrf_of(browser, "/login")
+
+    def post(self, email: str, password: str) -> int:
+        data = {"email": email, "password": password, "csrf_token": self.csrf}
+        return self.browser.post("/login", data=data).status_code
+
+
+# The sign-in limits scaled down (each argon2 check costs a second on a busy machine), in the same
+# proportions as SIGNIN: the account's ceiling is ten clients' worth of the pair's limit.
+SMALL = SignInLimits(
+    pair=Limit(SIGNIN.pair.name, 3, 900),
+    client=Limit(SIGNIN.client.name, 6, 300),
+    account=Limit(SIGNIN.account.name, 30, 900),
+)
+
+
+@pytest.fixture
+def limits(runtime: Any) -> Iterator[SignInLimits]:
+    """The app's limiter with SMALL sign-in limits, and none of this session's earlier counts."""
     redis = client_for(broker_url(runtime.settings))
-    prefix = f"invites:rate:{runtime.settings.queue}"
-    keys = [f"{prefix}:{SIGNIN_PER_ADDRESS.name}:{email}", f"{prefix}:{SIGNIN_PER_CLIENT.name}:127.0.0.1"]
-    redis.delete(*keys)
-    try:
-        with keep_loopback_cookies(httpx.Client(base_url=web)) as browser:
-            token = csrf_of(browser, "/login")
-            for _ in range(SIGNIN_PER_ADDRESS.requests):
-                response = browser.post(
-                    "/login", data={"email": email, "password": "a wrong guess", "csrf_token": token}
-                )
-                assert response.status_code == 400
-            blocked = browser.post(
-                "/login", data={"email": email, "password": "the right password", "csrf_token": token}
-            )
-            assert blocked.status_code == 429 and "Te veel pogingen" in blocked.text
-            assert browser.get("/").status_code == 303
-    finally:
-        redis.delete(*keys)
+    runtime.limiter = RateLimiter(redis, namespace=runtime.settings.queue, signin=SMALL)
+    pattern = f"invites:rate:{runtime.settings.queue}:signin-*"
+    for key in redis.scan_iter(pattern):
+        redis.delete(key)
+    yield SMALL
+    for key in redis.scan_iter(pattern):
+        redis.delete(key)
+
+
+def test_a_guesser_is_stopped_at_their_own_client_not_the_organisers(
+    web: str, organiser: SignedInOrganiser, limits: SignInLimits
+) -> None:
+    with from_address(web, "127.0.0.2") as attacker, from_address(web, "127.0.0.3") as own_desk:
+        guesses = LoginForm(attacker)
+        for _ in range(limits.pair.requests):
+            assert guesses.post(organiser.email, "a wrong guess") == 400
+        # Refused before the password is even checked: the right one does not help the guesser's client.
+        blocked = attacker.post(
+            "/login",
+            data={"email": organiser.email, "password": organiser.password, "csrf_token": guesses.csrf},
+        )
+        assert blocked.status_code == 429 and "Te veel pogingen" in blocked.text
+        assert attacker.get("/").status_code == 303
+        # The same account from another client: the organiser still gets in.
+        assert LoginForm(own_desk).post(organiser.email, organiser.password) == 303
+        assert own_desk.get("/").status_code == 200
+
+
+def test_guessing_from_rotating_clients_is_bounded_per_account(
+    web: str, organiser: SignedInOrganiser, limits: SignInLimits
+) -> None:
+    with from_address(web, "127.0.0.4") as own_desk:
+        assert LoginForm(own_desk).post(organiser.email, organiser.password) == 303
+    rotation = [f"127.0.1.{n}" for n in range(1, limits.account.requests // limits.pair.requests + 1)]
+
+    def guess_from(local: str) -> list[int]:
+        with from_address(web, local) as attacker:
+            form = LoginForm(attacker)
+            return [form.post(organiser.email, f"guess {n}") for n in range(limits.pair.requests)]
+
+    with ThreadPoolExecutor(len(rotation)) as pool:
+        codes = [code for codes in pool.map(guess_from, rotation) for code in codes]
+    assert codes == [400] * limits.account.requests
+    # The account's ceiling is reached: a client it has never signed in from is refused, right password
+    # or not, so the rotation gets no more guesses ...
+    with from_address(web, "127.0.2.1") as next_attacker:
+        form = LoginForm(next_attacker)
+        assert form.post(organiser.email, organiser.password) == 429
+        assert form.post(organiser.email, "one more guess") == 429
+    # ... while the organiser at the desk they signed in from before still gets in.
+    with from_address(web, "127.0.0.4") as own_desk:
+        assert LoginForm(own_desk).post(organiser.email, organiser.password) == 303
+        assert own_desk.get("/").status_code == 200
+
+
+def test_one_client_guessing_at_many_accounts_is_stopped(web: str, limits: SignInLimits) -> None:
+    with from_address(web, "127.0.0.5") as sprayer:
+        form = LoginForm(sprayer)
+        codes = [form.post(f"user{n}@example.org", "Welkom01!") for n in range(limits.client.requests + 1)]
+    assert codes == [400] * limits.client.requests + [429]
 
 
 def test_api_tokens_are_shown_once_stored_hashed_and_revocable(
