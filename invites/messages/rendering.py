@@ -1,10 +1,11 @@
 """Turning an event and a recipient into words: templates, a personal salutation, Dutch and English dates.
 
 Every message is rendered in Jinja2's SandboxedEnvironment: the organiser may override any template from
-the event file, so templates are untrusted. A `MessageRenderer` renders one kind in one language for many
-recipients. `reference` renders the templates for one person, as plainly as can be. `fast` gives the same
-text: it renders the templates once per *shape* of the personal data (which personal values are empty),
-with stand-ins where the personal values go, inlines the CSS once, and then only fills the holes.
+the event file, so templates are untrusted; `*` and `**` are bounded there too (MAX_REPEATED,
+MAX_INTEGER_BITS). A `MessageRenderer` renders one kind in one language for many recipients. `reference`
+renders the templates for one person, as plainly as can be. `fast` gives the same text: it renders the
+templates once per *shape* of the personal data (which personal values are empty), with stand-ins where
+the personal values go, inlines the CSS once, and then only fills the holes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from zoneinfo import ZoneInfo
 import css_inline
 from babel.dates import format_date, format_time
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, select_autoescape
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from invites.domain.errors import InputError
@@ -168,6 +171,53 @@ def _is_string(value: Any) -> bool:
     return isinstance(value, str | _Hole)
 
 
+# What `*` and `**` may make in a template: the sandbox stops what it can see is unsafe, not what is merely
+# big, and `{{ ("x" * 209715200)|length }}` would allocate 200 MB in the web process or the worker.
+MAX_REPEATED = 100_000  # characters or items of a text or list repeated with `*`
+MAX_INTEGER_BITS = 4_096  # about 1,233 digits: the largest number `*` or `**` may make
+
+
+def _repeated_length(left: Any, right: Any) -> int | None:
+    """The length of `left * right` when it repeats a text or list (either way round), else None."""
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, str | bytes | list | tuple) and isinstance(times, int):
+            return len(sequence) * max(times, 0)
+    return None
+
+
+def _integer_bits(operator: str, left: Any, right: Any) -> int | None:
+    """An upper bound of the bits of `left * right` or `left ** right` for integers, else None."""
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return None
+    if operator == "*":
+        return left.bit_length() + right.bit_length()
+    if right < 0 or abs(left) < 2:
+        return 0
+    return (abs(left).bit_length()) * right
+
+
+class _LimitedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, with `*` and `**` checked before they run (an intercepted operator is also never
+    folded at compile time, so a constant expression cannot allocate while the template compiles)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        length = _repeated_length(left, right) if operator == "*" else None
+        if length is not None and length > MAX_REPEATED:
+            raise SecurityError(
+                f"'*' would make {length:,} characters or items; a template may make at most"
+                f" {MAX_REPEATED:,} with '*'"
+            )
+        bits = _integer_bits(operator, left, right)
+        if bits is not None and bits > MAX_INTEGER_BITS:
+            raise SecurityError(
+                f"'{operator}' would make a number of about {bits:,} bits; a template may make at most"
+                f" {MAX_INTEGER_BITS:,} bits (about 1,233 digits)"
+            )
+        return super().call_binop(context, operator, left, right)
+
+
 @dataclass(frozen=True)
 class MessageTemplates:
     subject: Template
@@ -181,7 +231,7 @@ class TemplateSet:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or project_dir("templates") / "email"
-        self.env = SandboxedEnvironment(
+        self.env = _LimitedSandbox(
             loader=FileSystemLoader(str(self.root)),
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
             undefined=StrictUndefined,

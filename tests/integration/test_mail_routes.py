@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -153,6 +154,28 @@ def test_the_preview_of_a_cancelled_event_says_so_and_shows_only_its_cancellatio
     assert link.status_code == 200
     assert "method=CANCEL" in link.headers["content-type"]
     assert str(Calendar.from_ical(link.content)["METHOD"]) == "CANCEL"
+
+
+def test_a_template_that_would_allocate_without_bound_is_a_400_on_the_preview(
+    web: str, organiser: Any
+) -> None:
+    """The attack of issue 19: an event file whose template override repeats a text 200 million times."""
+    bomb = EVENT_FILE.read_text(encoding="utf-8") + (
+        '\n[templates.invitation.text]\nnl = """Beste,\n{{ ("x" * 209715200)|length }}"""\n'
+    )
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; uvicorn serves in this process
+    with httpx.Client(base_url=web, headers=organiser.headers, timeout=60) as client:
+        loaded = client.post(
+            "/api/v1/events", content=bomb.encode(), headers={"Content-Type": "application/toml"}
+        )
+        assert loaded.status_code == 201, loaded.text
+        plain = client.get(f"/preview/{SLUG}", params={"part": "text"})
+        page = client.get(f"/events/{SLUG}/preview", params={"kind": "invitation"})
+    assert plain.status_code == 400
+    assert "event:invitation/body.nl.txt line 2" in plain.text and "at most 100,000" in plain.text
+    assert page.status_code == 400 and "at most 100,000" in page.text
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown < 100 * 1024, f"the peak RSS grew by {grown} KiB"
 
 
 def suppressed(runtime: Any) -> list[tuple[str, str]]:

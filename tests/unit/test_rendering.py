@@ -309,3 +309,26 @@ def test_a_missing_attribute_reads_as_empty_for_every_recipient() -> None:
 
     template = SandboxedEnvironment().from_string("[{{ a['Dieet'] }}|{{ a.Dieet }}|{{ a['Tafel'] }}]")
     assert template.render(a=Attributes({"Tafel": "zorg"})) == "[||zorg]"
+
+
+@pytest.mark.parametrize(
+    ("source", "limit"),
+    [
+        ('{{ ("x" * 209715200)|length }}', "at most 100,000 with '*'"),
+        ("{{ (209715200 * [0])|length }}", "at most 100,000 with '*'"),
+        ("{{ (recipient.name * 50000)|length }}", "at most 100,000 with '*'"),
+        ("{{ 10 ** 100000 }}", "at most 4,096 bits"),
+        ("{{ (2 ** 4000) * (2 ** 4000) }}", "at most 4,096 bits"),
+    ],
+)
+def test_the_sandbox_bounds_what_star_and_power_make(source: str, limit: str) -> None:
+    templates = TemplateSet().get("invitation", "nl", {"text": "Beste,\n" + source})
+    with pytest.raises(InputError, match=rf"event:invitation/body\.nl\.txt line 2: .*{re.escape(limit)}"):
+        render(templates.text, {"recipient": {"name": "Jan"}}, "x")
+
+
+def test_star_and_power_within_the_bounds_work_as_before() -> None:
+    source = "{{ '-' * 20 }} {{ ('ab' * 3)|length }} {{ 3 * 'x' }} {{ 2 ** 10 }} {{ 1.5 * 2 }} {{ [0] * 2 }}"
+    source += " {{ 2 ** -1 }}"
+    templates = TemplateSet().get("invitation", "nl", {"text": source + "\n{{ ('x' * 100000)|length }}"})
+    assert render(templates.text, {}, "x") == "-" * 20 + " 6 xxx 1024 3.0 [0, 0] 0.5\n100000"
