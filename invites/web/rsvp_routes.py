@@ -194,7 +194,10 @@ async def rsvp_answer(request: Request, token: str, rt: RuntimeDep) -> Response:
 
 
 @router.get("/r/{token}/invite.ics")
-def rsvp_ics(token: str, session: SessionDep, rt: RuntimeDep) -> Response:
+def rsvp_ics(request: Request, token: str, session: SessionDep, rt: RuntimeDep) -> Response:
+    # Counted with the page's own requests: the same link and client limits, one budget for both.
+    if not rt.limiter.allow_rsvp(request.client.host if request.client else "?", token):
+        return too_many(request)
     try:
         view = rsvp.find_by_token(session, rt.settings.secret_key, token)
     except NotFound:

@@ -4,6 +4,7 @@ the capacity and its waiting list, concurrent accepts, link scanners and rate li
 from __future__ import annotations
 
 import io
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -13,6 +14,8 @@ import pytest
 from sqlalchemy import select, update
 
 from invites import db
+from invites.adapters.embedded import broker_url, client_for
+from invites.adapters.ratelimit import RateLimiter
 from invites.db.models import AnswerHistory, Event, Invitation, OutboundMessage, PageView
 from invites.domain.errors import InputError
 from invites.domain.eventfile import parse_event_file
@@ -204,6 +207,30 @@ def test_the_rsvp_endpoints_are_rate_limited(runtime: Any, web: str, settings: A
     assert codes[:30] == [200] * 30 and codes[30] == 429
     assert refused.status_code == 429
     assert state(runtime, ids[0]).answer is None
+
+
+def test_the_calendar_download_shares_the_links_rate_limit(runtime: Any, web: str, settings: Any) -> None:
+    ids = setup_event(runtime, 2)
+    with runtime.sessions() as session:
+        first, second = (session.get_one(Invitation, i) for i in ids)
+        token = make_token(settings.secret_key, first.public_id, first.token_version)
+        other = make_token(settings.secret_key, second.public_id, second.token_version)
+    with httpx.Client(base_url=web) as client:
+        codes = [client.get(f"/r/{token}/invite.ics").status_code for _ in range(31)]
+        page = client.get(f"/r/{token}")
+        unaffected = client.get(f"/r/{other}/invite.ics")
+    assert codes[:30] == [200] * 30 and codes[30] == 429
+    assert page.status_code == 429, "the page and its calendar file count against one budget"
+    assert unaffected.status_code == 200 and unaffected.text.startswith("BEGIN:VCALENDAR")
+    # Guessing links for their calendar files meets the per-client limit (INVITES_RSVP_CLIENT_LIMIT, here
+    # 20 in a namespace of its own), as guessing pages does.
+    redis = client_for(broker_url(settings))
+    runtime.limiter = RateLimiter(redis, per_client=20, namespace=f"{settings.queue}-{uuid.uuid4().hex[:8]}")
+    with httpx.Client(base_url=web, transport=httpx.HTTPTransport(local_address="127.0.0.7")) as stranger:
+        guesses = [stranger.get(f"/r/not-a-token-{n}/invite.ics").status_code for n in range(20)]
+        refused = stranger.get(f"/r/{other}/invite.ics")
+    assert guesses == [404] * 20
+    assert refused.status_code == 429 and "te vaak opgevraagd" in refused.text
 
 
 def test_the_form_shows_the_questions_and_reports_a_bad_answer(runtime: Any, web: str, settings: Any) -> None:
