@@ -21,13 +21,15 @@ PER_LINK = Limit("rsvp-link", 30, 60)
 PER_CLIENT = Limit("rsvp-client", 1200, 60)
 
 
-# Failed sign-ins (a success never counts). The lockout that bites is per (e-mail address, client address):
-# a guesser from one client stops after 10, and nobody else is locked out by it. One client guessing at
-# many accounts stops after 20. Guessing from many clients at one account is bounded by the account's
-# ceiling, ten times the pair's: past it, only a client this account has signed in from before may try (so
-# the organiser at their own desk still gets in while the rotation is refused).
 @dataclass(frozen=True)
 class SignInLimits:
+    """Failed sign-ins (a success never counts). The lockout that bites is per (e-mail address, client
+    address): a guesser from one client stops after 10, and nobody else is locked out by it. One client
+    guessing at many accounts stops after 20. Guessing from many clients at one account is bounded by the
+    account's ceiling, ten times the pair's: past it, only a client this account signed in from in the last
+    `known_seconds` may try, so the organiser at their own desk still gets in while the rotation is refused.
+    """
+
     pair: Limit
     client: Limit
     account: Limit

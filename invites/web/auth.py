@@ -183,7 +183,7 @@ async def login(
     address = email.strip().lower()[:320]
     limiter = rt.limiter
     context = {"next": safe_next(next), "email": email}
-    # Only failed attempts count: guessing from one client stops that client, never the organiser's own.
+    # Only failed attempts count: guessing stops the guesser's client, not the organiser at another one.
     if await run_in_threadpool(limiter.signin_refused, address, client):
         message = translate("Te veel pogingen. Wacht een paar minuten en probeer het opnieuw.", lang)
         return render(request, "login.html", {**context, "error": message}, status_code=429)
