@@ -27,6 +27,7 @@ from invites.adapters.mailer import Mailer, Outgoing, SendOutcome
 from invites.adapters.throttle import Throttle
 from invites.db.models import Campaign, Event, Invitation, OutboundMessage, ProgrammeItem, Recipient
 from invites.domain.errors import InputError
+from invites.domain.retry import after_deferral, give_up_at, parse_schedule
 from invites.domain.states import Answer, CampaignState, MessageStatus
 from invites.messages.compose import Composed, Composer, composer_for, sender_domain
 from invites.messages.rendering import TemplateSet
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Enqueue = Callable[[list[int]], None]
 
-# Seconds to wait before each retry of a deferred message; the last delay repeats.
-RETRY_DELAYS = (60, 300, 900, 1800, 3600)
 # A batch hands rows due again within this long back to the queue itself (a short countdown); later
 # ones are left to the sweep, so no task ever waits in Redis long enough to outlive its visibility timeout.
 REQUEUE_WITHIN = 120.0
@@ -48,37 +47,6 @@ CAMPAIGN_CHECK_SECONDS = 2.0
 # How long a worker reuses a composer across batches (see `Composers`).
 COMPOSER_REUSE_SECONDS = 60.0
 STOPPED = (CampaignState.PAUSED, CampaignState.CANCELLED)
-
-
-def retry_delay(attempts: int, delays: Sequence[int] = RETRY_DELAYS) -> timedelta:
-    return timedelta(seconds=delays[min(max(attempts, 1), len(delays)) - 1])
-
-
-def parse_schedule(text: str) -> tuple[int, ...]:
-    """'60,300,900' → (60, 300, 900): INVITES_RETRY_SCHEDULE, seconds before each retry."""
-    try:
-        delays = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
-        delays = ()
-    if not delays or min(delays) <= 0:
-        raise ValueError(f"INVITES_RETRY_SCHEDULE {text!r} must be positive seconds such as '60,300,900'")
-    return delays
-
-
-def give_up_at(event_starts_at: datetime, created_at: datetime, lifetime_seconds: int) -> datetime:
-    """When a message stops being retried: `lifetime_seconds` after it was queued, or else when the
-    event starts (an invitation that arrives after the meeting is no use)."""
-    if lifetime_seconds > 0:
-        return created_at + timedelta(seconds=lifetime_seconds)
-    return event_starts_at
-
-
-def after_deferral(
-    attempts: int, now: datetime, deadline: datetime, delays: Sequence[int]
-) -> datetime | None:
-    """When to try a deferred message again, or None when that would be past its deadline."""
-    due = now + retry_delay(attempts, delays)
-    return due if due <= deadline else None
 
 
 def campaign_live() -> ColumnElement[bool]:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from invites.services.delivery import RETRY_DELAYS, retry_delay
+from invites.domain.retry import RETRY_DELAYS, retry_delay
 
 
 def test_schedule_is_increasing() -> None:
@@ -40,7 +40,7 @@ def test_custom_schedule() -> None:
 
 
 def test_the_schedule_is_read_from_the_setting() -> None:
-    from invites.services.delivery import parse_schedule
+    from invites.domain.retry import parse_schedule
 
     assert parse_schedule("60, 300,900") == (60, 300, 900)
     for bad in ("", "0", "60,-1", "soon"):
@@ -51,7 +51,7 @@ def test_the_schedule_is_read_from_the_setting() -> None:
 def test_a_message_gives_up_when_the_event_starts_unless_a_lifetime_is_set() -> None:
     from datetime import UTC, datetime
 
-    from invites.services.delivery import after_deferral, give_up_at
+    from invites.domain.retry import after_deferral, give_up_at
 
     created = datetime(2018, 1, 15, 9, 0, tzinfo=UTC)
     starts = datetime(2018, 2, 13, 18, 30, tzinfo=UTC)
