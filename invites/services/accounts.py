@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from invites.db.models import ApiToken, Organiser, OrganiserSession
 from invites.domain.audience import check_address
@@ -175,3 +175,45 @@ def end_sessions(user: Organiser, now: datetime) -> None:
     for row in user.sessions:
         if row.ended_at is None:
             row.ended_at = now
+
+
+# --- The use cases of the sign-in doors: each a transaction of its own ----------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is signed in, as the web app keeps it for a request."""
+
+    id: int
+    email: str
+    name: str
+
+
+def sign_in(
+    factory: sessionmaker[Session], email: str, password: str, now: datetime, user_agent: str = ""
+) -> str | None:
+    """A new session's id, when the address and password match (`authenticate`, `start_session`)."""
+    with factory() as session:
+        user = authenticate(session, email, password, now)
+        if user is None:
+            return None
+        sid = start_session(session, user, now, user_agent)
+        session.commit()
+    return sid
+
+
+def sign_out(factory: sessionmaker[Session], sid: str, now: datetime) -> None:
+    with factory() as session:
+        end_session(session, sid, now)
+        session.commit()
+
+
+def identity_for_token(factory: sessionmaker[Session], secret: str, now: datetime) -> Identity | None:
+    """Who an API token belongs to (its use is recorded), or None for an unknown, revoked or expired one."""
+    with factory() as session:
+        user = user_for_token(session, secret, now)
+        if user is None:
+            return None
+        found = Identity(user.id, user.email, user.name)
+        session.commit()
+    return found

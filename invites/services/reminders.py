@@ -121,6 +121,28 @@ def delete_rule(session: Session, event: Event, name: str) -> bool:
     return True
 
 
+def keep_rule(
+    factory: sessionmaker[Session], settings: Settings, event_id: int, spec: RuleSpec, now: datetime
+) -> dict[str, Any]:
+    """The use case of saving a rule from the reminders page or the API (`save_rule`), in a transaction of
+    its own; returns the rule as `describe_rule` tells it."""
+    with factory() as session:
+        event = session.get_one(Event, event_id)
+        rule = save_rule(session, event, spec, now)
+        described = describe_rule(rule, event, settings, now)
+        session.commit()
+    return described
+
+
+def remove_rule(factory: sessionmaker[Session], event_id: int, name: str) -> bool:
+    """The use case of deleting a rule (`delete_rule`), in a transaction of its own; False when the event
+    has no rule of that name."""
+    with factory() as session:
+        removed = delete_rule(session, session.get_one(Event, event_id), name)
+        session.commit()
+    return removed
+
+
 def event_rules(session: Session, event: Event) -> list[ReminderRule]:
     return list(
         session.scalars(

@@ -68,13 +68,8 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 
 def _from_token(rt: Runtime, secret: str) -> SignedIn | None:
-    with rt.sessions() as session:
-        user = accounts.user_for_token(session, secret, datetime.now(UTC))
-        if user is None:
-            return None
-        signed_in = SignedIn(user.id, user.email, user.name, via_token=True)
-        session.commit()
-        return signed_in
+    found = accounts.identity_for_token(rt.sessions, secret, datetime.now(UTC))
+    return None if found is None else SignedIn(found.id, found.email, found.name, via_token=True)
 
 
 def _from_session(rt: Runtime, sid: str) -> SignedIn | None:
@@ -151,24 +146,6 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
     return render(request, "login.html", {"next": safe_next(next), "email": "", "error": ""})
 
 
-def _sign_in(rt: Runtime, email: str, password: str, user_agent: str) -> str | None:
-    """A new session's id, when the address and password match."""
-    with rt.sessions() as session:
-        now = datetime.now(UTC)
-        user = accounts.authenticate(session, email, password, now)
-        if user is None:
-            return None
-        sid = accounts.start_session(session, user, now, user_agent)
-        session.commit()
-        return sid
-
-
-def _sign_out(rt: Runtime, sid: str) -> None:
-    with rt.sessions() as session:
-        accounts.end_session(session, sid, datetime.now(UTC))
-        session.commit()
-
-
 @router.post("/login", response_class=HTMLResponse, response_model=None)
 async def login(
     request: Request,
@@ -187,7 +164,14 @@ async def login(
     if await run_in_threadpool(limiter.signin_refused, address, client):
         message = translate("Te veel pogingen. Wacht een paar minuten en probeer het opnieuw.", lang)
         return render(request, "login.html", {**context, "error": message}, status_code=429)
-    sid = await run_in_threadpool(_sign_in, rt, email, password, request.headers.get("user-agent", ""))
+    sid = await run_in_threadpool(
+        accounts.sign_in,
+        rt.sessions,
+        email,
+        password,
+        datetime.now(UTC),
+        request.headers.get("user-agent", ""),
+    )
     if sid is None:
         await run_in_threadpool(limiter.signin_failed, address, client)
         message = translate("Dit e-mailadres en wachtwoord horen niet bij elkaar.", lang)
@@ -204,7 +188,7 @@ async def logout(request: Request, rt: RuntimeDep) -> Response:
     lang = request.session.get("lang", "nl")
     sid = request.session.get("sid")
     if isinstance(sid, str):
-        await run_in_threadpool(_sign_out, rt, sid)
+        await run_in_threadpool(accounts.sign_out, rt.sessions, sid, datetime.now(UTC))
     request.session.clear()
     request.session["lang"] = lang
     return RedirectResponse("/login", status_code=303)

@@ -75,17 +75,22 @@ def save_rule(slug: Slug, body: RuleBody, session: SessionDep, runtime: RuntimeD
         )
     except rules.RuleError as exc:
         raise refused(exc, body) from exc
-    rule = reminders.save_rule(session, event, spec, now)
-    session.commit()
-    return ReminderRule.model_validate(reminders.describe_rule(rule, event, runtime.settings, now))
+    event_id = event.id
+    session.rollback()  # the use case writes in a session of its own (an open read would hold it up)
+    return ReminderRule.model_validate(
+        reminders.keep_rule(runtime.sessions, runtime.settings, event_id, spec, now)
+    )
 
 
 @router.delete("/events/{slug}/reminders/{name}", status_code=204, responses=problems(404))
 def delete_rule(
-    slug: Slug, name: Annotated[str, PathParam(max_length=200, pattern=NO_NUL)], session: SessionDep
+    slug: Slug,
+    name: Annotated[str, PathParam(max_length=200, pattern=NO_NUL)],
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> None:
     """Remove the rule: it sends nothing more (what it sent already stays sent)."""
-    event = get_event(session, slug)
-    if not reminders.delete_rule(session, event, name):
+    event_id = get_event(session, slug).id
+    session.rollback()  # the use case writes in a session of its own
+    if not reminders.remove_rule(runtime.sessions, event_id, name):
         raise HTTPException(404, f"event {slug!r} has no reminder {name!r}")
-    session.commit()

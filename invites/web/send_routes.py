@@ -567,18 +567,19 @@ def reminder_save(
         context = _rules_context(request, session, rt, event, form)
         context["error"] = str(exc)
         return render(request, "reminders.html", context, status_code=400)
-    reminders.save_rule(session, event, spec, now())
-    session.commit()
+    event_id = event.id
+    session.rollback()  # the use case writes in a session of its own
+    reminders.keep_rule(rt.sessions, rt.settings, event_id, spec, now())
     return RedirectResponse(f"/events/{slug}/reminders?{urlencode({'saved': spec.name})}", status_code=303)
 
 
 @router.post("/events/{slug}/reminders/delete", response_class=HTMLResponse, response_model=None)
 def reminder_delete(
-    request: Request, slug: str, session: SessionDep, name: Annotated[str, Form()] = ""
+    request: Request, slug: str, session: SessionDep, rt: RuntimeDep, name: Annotated[str, Form()] = ""
 ) -> Response:
     """Remove the rule of that name; the reminders it sent stay in the outbox."""
-    event = get_event(session, slug)
-    if not reminders.delete_rule(session, event, name):
+    event_id = get_event(session, slug).id
+    session.rollback()  # the use case writes in a session of its own
+    if not reminders.remove_rule(rt.sessions, event_id, name):
         return not_found(request)
-    session.commit()
     return RedirectResponse(f"/events/{slug}/reminders?{urlencode({'deleted': name})}", status_code=303)
