@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.var_dir / 'invites.db.engine').resolve()}"
+        return f"sqlite:///{(self.var_dir / 'invites.db').resolve()}"
 
     @property
     def outbox_dir(self) -> Path:

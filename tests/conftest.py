@@ -102,7 +102,7 @@ def wait_until(
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a PostgreSQL database made for this one test."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'invites.db.engine'}"
+        yield f"sqlite:///{tmp_path / 'invites.db'}"
         return
     if not PG_URL:
         pytest.skip("INVITES_TEST_DATABASE_URL is not set")
