@@ -92,6 +92,9 @@ def formatter(settings: Settings) -> logging.Formatter:
     return JsonFormatter() if log_format(settings) == "json" else TextFormatter()
 
 
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 def uvicorn_config(settings: Settings) -> dict[str, Any]:
     """The logging config of `invites serve` (uvicorn applies it in each of its worker processes)."""
     level = settings.log_level.upper()
@@ -108,7 +111,9 @@ def uvicorn_config(settings: Settings) -> dict[str, Any]:
             "stderr": {"class": "logging.StreamHandler", "formatter": "chosen", "stream": "ext://sys.stderr"}
         },
         "root": {"handlers": ["stderr"], "level": level},
-        "loggers": {name: {"level": level} for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+        # Said outright: uvicorn's own default config (applied earlier in the same process, as in tests or
+        # an embedding app) leaves uvicorn.access with propagate off, and its lines would go nowhere.
+        "loggers": {name: {"level": level, "propagate": True} for name in UVICORN_LOGGERS},
     }
 
 
