@@ -125,10 +125,8 @@ def set_rsvp(
 ) -> RsvpRecorded:
     """Record an answer for someone, as the organiser: the capacity and waiting list apply, the deadline
     does not. They are sent the confirmation (or the waiting-list notice) as if they had answered."""
-    get_event(session, slug)  # 404 for an unknown event
-    # The use case writes in a session of its own: end this request's read first (on SQLite an open read
-    # would hold up its write).
-    session.rollback()
+    # The use case answers 404 (NotFound) for an unknown event or person, in a transaction of its own; the
+    # request's session reads only afterwards, what it stored.
     try:
         recorded = answers.record_for_organiser(
             runtime.sessions,
